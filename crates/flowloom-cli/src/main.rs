@@ -1,0 +1,2 @@
+//! The `flowloom` command.
+fn main() {}

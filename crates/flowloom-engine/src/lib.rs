@@ -1,0 +1,1 @@
+//! flowloom-engine (being filled by later work).

@@ -1,0 +1,1 @@
+//! flowloom-middleware (being filled by later work).

@@ -1,0 +1,1 @@
+//! flowloom-observability (being filled by later work).

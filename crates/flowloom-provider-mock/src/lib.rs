@@ -1,0 +1,1 @@
+//! flowloom-provider-mock (being filled by later work).

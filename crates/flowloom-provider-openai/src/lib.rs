@@ -1,0 +1,1 @@
+//! flowloom-provider-openai (being filled by later work).

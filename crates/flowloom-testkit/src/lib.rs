@@ -1,0 +1,1 @@
+//! flowloom-testkit (being filled by later work).
