@@ -1,1 +1,6 @@
-//! flowloom-observability (being filled by later work).
+//! # flowloom-observability
+//!
+//! Tracing setup (JSON or pretty), OpenTelemetry export, GenAI span attributes, token
+//! accounting, the usage ledger and the cost table.
+
+pub mod semconv;
