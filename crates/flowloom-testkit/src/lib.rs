@@ -1,1 +1,6 @@
-//! flowloom-testkit (being filled by later work).
+//! # flowloom-testkit
+//!
+//! Record/replay cassettes, a mock OpenAI-compatible server, cost budgets and assertions, for
+//! testing workflows without paying for a single call.
+
+pub mod server;

@@ -1,0 +1,1 @@
+//! The `workflow/v2.0` YAML format: loader, validation, schema and step modes.
