@@ -1,1 +1,43 @@
-//! flowloom umbrella crate.
+//! # flowloom
+//!
+//! Multi-step LLM workflows in Rust: define a workflow as code or as a `workflow/v2.0` YAML
+//! file, run it async or blocking, with retry, timeout, rate limits, failover and token
+//! accounting as stackable `tower` layers, observable through `tracing` and OpenTelemetry,
+//! testable offline with mock providers and recorded fixtures.
+//!
+//! This is the crate to depend on. It holds no logic of its own: it re-exports the workspace
+//! crates behind features.
+//!
+//! | feature | enables |
+//! | --- | --- |
+//! | `openai` (default) | [`openai`]: the OpenAI / OpenAI-compatible provider |
+//! | `yaml` (default) | the `workflow/v2.0` YAML loader in [`engine`] |
+//! | `mock` | [`mock`]: echo and scripted mock providers |
+//! | `otlp` | OpenTelemetry export over OTLP in [`observability`] |
+//! | `testkit` | [`testkit`]: cassettes, mock server, budgets, assertions |
+//! | `blocking` | the blocking execution API |
+//! | `full` | all of the above |
+
+pub use flowloom_core as core;
+pub use flowloom_engine as engine;
+pub use flowloom_middleware as middleware;
+pub use flowloom_observability as observability;
+#[cfg(feature = "mock")]
+pub use flowloom_provider_mock as mock;
+#[cfg(feature = "openai")]
+pub use flowloom_provider_openai as openai;
+#[cfg(feature = "testkit")]
+pub use flowloom_testkit as testkit;
+
+pub use flowloom_core::{
+    FrameworkConfig, LlmError, LlmRequest, LlmResponse, StepContext, StepResult, StepStatus,
+    TokenUsage, WorkflowResult, WorkflowStatus,
+};
+
+/// The items most programs need: `use flowloom::prelude::*;`.
+pub mod prelude {
+    pub use flowloom_core::{
+        BoxError, FrameworkConfig, LlmError, LlmRequest, LlmResponse, StepContext, StepStatus,
+        TokenUsage, WorkflowResult, WorkflowStatus,
+    };
+}
