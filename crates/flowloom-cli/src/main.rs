@@ -1,2 +1,43 @@
-//! The `flowloom` command.
-fn main() {}
+//! # flowloom
+//!
+//! The `flowloom` command: run, check and inspect `workflow/v2.0` workflow files without
+//! writing Rust. It holds no logic of its own beyond the command line: loading, validating and
+//! running workflows is the engine's, calling models the providers'.
+//!
+//! ```sh
+//! flowloom run fixtures/workflows/hello.yaml --provider mock --input "Rust workflows"
+//! flowloom validate fixtures/workflows/*.yaml
+//! flowloom graph fixtures/workflows/code_review.yaml --format dot
+//! ```
+//!
+//! Exit codes: 0 completed, 1 failed, 2 invalid input or definition, 3 timeout,
+//! 130 interrupted. See `docs/cli.md`.
+
+mod cli;
+mod duration;
+mod error;
+mod input;
+mod providers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::{CliError, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code().into()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<Exit, CliError> {
+    let _ = cli;
+    Ok(Exit::Completed)
+}
