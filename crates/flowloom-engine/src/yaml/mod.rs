@@ -207,7 +207,13 @@ pub(crate) fn check(text: &str, file: &str, opts: &LoadOptions) -> (Option<Workf
         if parsed.header.is_some() || !parsed.raw_step_names.is_empty() {
             validate::validate(&parsed, &mut sink);
         }
-        diags.extend(sink.out);
+        let under = |p: &str, root: &str| {
+            p == root || p.starts_with(&format!("{root}.")) || p.starts_with(&format!("{root}["))
+        };
+        diags.extend(sink.out.into_iter().filter(|d| {
+            !parsed.error_paths.iter().any(|e| under(&d.path, e))
+                && !parsed.partial_roots.iter().any(|r| d.path == *r)
+        }));
     }
     diags.sort_by(|a, b| {
         (a.location.line, a.location.column).cmp(&(b.location.line, b.location.column))
@@ -215,7 +221,7 @@ pub(crate) fn check(text: &str, file: &str, opts: &LoadOptions) -> (Option<Workf
     let complete = parsed.steps.len() == parsed.raw_step_names.len()
         && parsed.loops.len() == parsed.raw_loop_names.len();
     let wf = match parsed.header {
-        Some(mut h) if complete && !diags.iter().any(|d| d.severity == Severity::Error) => {
+        Some(mut h) if complete && structural_ok && !diags.iter().any(|d| d.severity == Severity::Error) => {
             h.steps = parsed.steps.into_iter().map(|(_, s)| s).collect();
             h.loops = parsed.loops.into_iter().map(|(_, l)| l).collect();
             Some(h)

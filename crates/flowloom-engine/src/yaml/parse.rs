@@ -369,6 +369,10 @@ pub struct Parsed {
     pub raw_step_names: Vec<Option<String>>,
     /// The loops' names as written.
     pub raw_loop_names: Vec<Option<String>>,
+    /// Paths that had a structural error: semantic checks at or under them are dropped.
+    pub error_paths: Vec<String>,
+    /// Roots of parts that read only after fixes: semantic checks exactly there are dropped.
+    pub partial_roots: Vec<String>,
 }
 
 /// Reads `src` as a workflow file. Never panics; every problem is a diagnostic.
@@ -382,6 +386,8 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         diags: Vec::new(),
         raw_step_names: Vec::new(),
         raw_loop_names: Vec::new(),
+        error_paths: Vec::new(),
+        partial_roots: Vec::new(),
     };
     if src.len() > limits.max_bytes {
         parsed.diags.push(diag_at(
@@ -436,6 +442,16 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         index: &parsed.index,
         out: Vec::new(),
     };
+    let mut taint = Taint::default();
+    if root.is_null() {
+        sink.error(
+            "",
+            "the file is empty (it holds no YAML value, only comments or nothing)",
+            Some("a workflow needs `$schema: workflow/v2.0`, `name`, `version`, `description`, `execution` and `steps`".into()),
+        );
+        parsed.diags = sink.out;
+        return parsed;
+    }
     let Value::Mapping(mut map) = root else {
         sink.error(
             "",
@@ -457,7 +473,7 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         map.insert(Value::from("steps"), Value::Sequence(Vec::new()));
         for (i, item) in items.into_iter().enumerate() {
             raw_step_names.push(item.get("name").and_then(Value::as_str).map(str::to_owned));
-            if let Some(s) = read_part::<Step>(item, &join_index("steps", i), &mut sink) {
+            if let Some(s) = read_part::<Step>(item, &join_index("steps", i), &mut sink, &mut taint) {
                 steps.push((i, s));
             }
         }
@@ -469,12 +485,14 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         map.insert(Value::from("loops"), Value::Sequence(Vec::new()));
         for (i, item) in items.into_iter().enumerate() {
             raw_loop_names.push(item.get("name").and_then(Value::as_str).map(str::to_owned));
-            if let Some(l) = read_part::<LoopDef>(item, &join_index("loops", i), &mut sink) {
+            if let Some(l) = read_part::<LoopDef>(item, &join_index("loops", i), &mut sink, &mut taint) {
                 loops.push((i, l));
             }
         }
     }
-    let header = read_part::<WorkflowFile>(Value::Mapping(map), "", &mut sink);
+    let header = read_part::<WorkflowFile>(Value::Mapping(map), "", &mut sink, &mut taint);
+    parsed.error_paths = taint.error_paths;
+    parsed.partial_roots = taint.partial_roots;
     parsed.diags = sink.out;
     parsed.raw_step_names = raw_step_names;
     parsed.raw_loop_names = raw_loop_names;
@@ -559,14 +577,34 @@ fn backticked(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reads one part; reports every error of it. `None` when it had any.
-fn read_part<T: DeserializeOwned>(mut value: Value, base: &str, sink: &mut Sink<'_>) -> Option<T> {
+#[derive(Default)]
+struct Taint {
+    error_paths: Vec<String>,
+    partial_roots: Vec<String>,
+}
+
+/// Reads one part; reports every error of it. After errors, the value read with the faulty
+/// fields removed (or placeholders for missing ones) is returned, and the paths are recorded
+/// so semantic checks skip them; `None` when even that does not read.
+fn read_part<T: DeserializeOwned>(
+    mut value: Value,
+    base: &str,
+    sink: &mut Sink<'_>,
+    taint: &mut Taint,
+) -> Option<T> {
     let mut had_error = false;
     let mut reported: HashSet<String> = HashSet::new();
     let mut placeholders: HashMap<String, usize> = HashMap::new();
     for _ in 0..256 {
         match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(t) => return if had_error { None } else { Some(t) },
+            Ok(t) => {
+                if had_error {
+                    taint.partial_roots.push(base.to_owned());
+                    taint.error_paths.extend(reported);
+                    taint.error_paths.extend(placeholders.into_keys());
+                }
+                return Some(t);
+            }
             Err(e) => {
                 had_error = true;
                 let segs = segs_of(e.path());
