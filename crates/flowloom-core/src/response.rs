@@ -136,7 +136,7 @@ impl LlmResponse {
         let mut errors = Vec::new();
         non_empty("model", &self.model, &mut errors);
         non_empty("provider", &self.provider, &mut errors);
-        if !(self.latency_ms >= 0.0) {
+        if self.latency_ms.is_nan() || self.latency_ms < 0.0 {
             errors.push(ValidationError::new(
                 "latency_ms",
                 self.latency_ms,
@@ -155,6 +155,9 @@ impl LlmResponse {
 /// One event of a streamed answer.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// `Done` is the larger variant and comes once per stream; boxing it would only add an
+// allocation and change the public shape.
+#[allow(clippy::large_enum_variant)]
 pub enum StreamEvent {
     /// A piece of the answer's text.
     Delta(String),
