@@ -1,0 +1,690 @@
+//! PII detection and redaction, usable on its own (FR-030).
+//!
+//! [`detect`] finds personal data and secrets in a text and returns each with its kind and
+//! byte span; [`redact`] replaces each with a label such as `[EMAIL]`. [`PiiDetector`] does
+//! the same for a chosen set of kinds.
+//!
+//! ```
+//! use flowloom_middleware::guard::pii::{self, PiiKind};
+//! let text = "Mail jane.doe@example.com or call +44 20 7946 0958.";
+//! let found = pii::detect(text);
+//! assert_eq!(found[0].kind, PiiKind::Email);
+//! assert_eq!(&text[found[0].span.clone()], "jane.doe@example.com");
+//! assert_eq!(pii::redact(text), "Mail [EMAIL] or call [PHONE].");
+//! ```
+//!
+//! # What is found, and what is deliberately not
+//!
+//! | kind | found | not found (near misses) |
+//! | --- | --- | --- |
+//! | `email` | `name@domain.tld` | `user@localhost`, `@handle` |
+//! | `credit_card` | 13–19 digits, optionally in groups of 3–6 split by spaces or dashes, with a known issuer prefix (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay) **and** a valid Luhn checksum | the same digits failing Luhn; unknown prefixes |
+//! | `iban` | country code, 2 check digits and the account part (spaces allowed), of the country's length, with a valid ISO 13616 mod-97 checksum | a bad checksum; an unknown country |
+//! | `ssn` | US `AAA-GG-SSSS` with dashes, area not 000/666/9xx, group not 00, serial not 0000 | those invalid ranges; 9 digits without dashes (too many ids look like that) |
+//! | `ip_address` | IPv4 dotted quads with octets 0–255 and no leading zeros; IPv6 in any form `std::net::Ipv6Addr` parses, containing a digit | dotted quads that are **versions**: preceded by `v`, `@`, `-`, or by a word such as *version*, *build*, *release*, *firmware*, *rev*, *update*, *patch*; longer dotted runs (`1.2.3.4.5`); times like `12:30:45`, MAC addresses, `std::fmt` |
+//! | `phone` | `+` and a country code with 8–15 digits in all (spaces, dots, dashes, parentheses between); North-American `(555) 123-4567`, `555-123-4567`, `555.123.4567`; national numbers starting with `0` in 3–5 groups, 9–12 digits | bare digit runs (order numbers, ids); any number right after *order*, *invoice*, *ref*, *ticket*, *tracking*, *account*, *id*, *no.* or `#`; dates |
+//! | `secret` | `sk-…` (OpenAI, Anthropic), `AKIA…`/`ASIA…` (AWS), `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`/`github_pat_` (GitHub), `xox?-` (Slack), `AIza…` (Google), `sk_live_`/`pk_test_`… (Stripe), JWTs, the token after `Bearer`, private-key blocks, the value after `password=`, `api_key:`, `secret=`, `token:` and the like; and high-entropy tokens: 32+ characters of letters, digits and `+/_-` with upper case, lower case, at least two digits, frequent switches between letter case and digits (≥ 40 % of neighbours), and Shannon entropy ≥ 4 bits per character | hex digests and git SHAs (no upper case), UUIDs, long identifiers in camel case (few switches), placeholders like `********` |
+//!
+//! Where two findings overlap, the earlier kind in the table's order `secret`, `email`,
+//! `credit_card`, `iban`, `ssn`, `ip_address`, `phone` wins.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// A kind of personal data or secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    /// API keys, tokens, passwords, private keys.
+    Secret,
+    /// E-mail addresses.
+    Email,
+    /// Payment card numbers (Luhn-valid).
+    CreditCard,
+    /// International bank account numbers (checksum-valid).
+    Iban,
+    /// US social security numbers.
+    Ssn,
+    /// IPv4 and IPv6 addresses.
+    IpAddress,
+    /// Telephone numbers.
+    Phone,
+}
+
+impl PiiKind {
+    /// Every kind, in precedence order.
+    pub const ALL: [PiiKind; 7] = [
+        PiiKind::Secret,
+        PiiKind::Email,
+        PiiKind::CreditCard,
+        PiiKind::Iban,
+        PiiKind::Ssn,
+        PiiKind::IpAddress,
+        PiiKind::Phone,
+    ];
+
+    /// The mask [`redact`] writes, e.g. `[EMAIL]`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PiiKind::Secret => "[SECRET]",
+            PiiKind::Email => "[EMAIL]",
+            PiiKind::CreditCard => "[CREDIT_CARD]",
+            PiiKind::Iban => "[IBAN]",
+            PiiKind::Ssn => "[SSN]",
+            PiiKind::IpAddress => "[IP_ADDRESS]",
+            PiiKind::Phone => "[PHONE]",
+        }
+    }
+
+    /// The snake_case name, e.g. `credit_card`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiKind::Secret => "secret",
+            PiiKind::Email => "email",
+            PiiKind::CreditCard => "credit_card",
+            PiiKind::Iban => "iban",
+            PiiKind::Ssn => "ssn",
+            PiiKind::IpAddress => "ip_address",
+            PiiKind::Phone => "phone",
+        }
+    }
+}
+
+impl std::fmt::Display for PiiKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finding: its kind, its byte range in the text, and the text found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiiMatch {
+    /// What was found.
+    pub kind: PiiKind,
+    /// Where, in bytes.
+    pub span: Range<usize>,
+    /// The text found (a copy of `text[span]`).
+    pub text: String,
+}
+
+/// Finds every kind of PII in `text`, in order of position.
+pub fn detect(text: &str) -> Vec<PiiMatch> {
+    PiiDetector::default().detect(text)
+}
+
+/// Replaces every finding of [`detect`] with its kind's label.
+pub fn redact(text: &str) -> String {
+    PiiDetector::default().redact(text)
+}
+
+/// A detector for a chosen set of kinds (all by default).
+///
+/// ```
+/// use flowloom_middleware::guard::pii::{PiiDetector, PiiKind};
+/// let d = PiiDetector::only(&[PiiKind::Email]);
+/// assert_eq!(d.redact("a@b.io from 10.0.0.1"), "[EMAIL] from 10.0.0.1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiiDetector {
+    kinds: BTreeSet<PiiKind>,
+}
+
+impl Default for PiiDetector {
+    fn default() -> Self {
+        Self {
+            kinds: PiiKind::ALL.into_iter().collect(),
+        }
+    }
+}
+
+impl PiiDetector {
+    /// A detector for `kinds` only.
+    pub fn only(kinds: &[PiiKind]) -> Self {
+        Self {
+            kinds: kinds.iter().copied().collect(),
+        }
+    }
+
+    /// The kinds looked for.
+    pub fn kinds(&self) -> impl Iterator<Item = PiiKind> + '_ {
+        self.kinds.iter().copied()
+    }
+
+    /// Finds PII of the chosen kinds, in order of position; findings never overlap.
+    pub fn detect(&self, text: &str) -> Vec<PiiMatch> {
+        let mut found: Vec<(PiiKind, Range<usize>)> = Vec::new();
+        for kind in PiiKind::ALL {
+            if !self.kinds.contains(&kind) {
+                continue;
+            }
+            let mut spans = Vec::new();
+            match kind {
+                PiiKind::Secret => find_secrets(text, &mut spans),
+                PiiKind::Email => find_emails(text, &mut spans),
+                PiiKind::CreditCard => find_cards(text, &mut spans),
+                PiiKind::Iban => find_ibans(text, &mut spans),
+                PiiKind::Ssn => find_ssns(text, &mut spans),
+                PiiKind::IpAddress => find_ips(text, &mut spans),
+                PiiKind::Phone => find_phones(text, &mut spans),
+            }
+            for span in spans {
+                if !found
+                    .iter()
+                    .any(|(_, s)| s.start < span.end && span.start < s.end)
+                {
+                    found.push((kind, span));
+                }
+            }
+        }
+        found.sort_by_key(|(_, s)| s.start);
+        found
+            .into_iter()
+            .map(|(kind, span)| PiiMatch {
+                kind,
+                text: text[span.clone()].to_owned(),
+                span,
+            })
+            .collect()
+    }
+
+    /// Replaces each finding with its kind's label.
+    pub fn redact(&self, text: &str) -> String {
+        let found = self.detect(text);
+        if found.is_empty() {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for m in found {
+            out.push_str(&text[at..m.span.start]);
+            out.push_str(m.kind.label());
+            at = m.span.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
+/// A pattern compiled on first use. The patterns are constants and a test checks that each
+/// compiles; were one not to, it would find nothing rather than panic.
+struct Pattern(LazyLock<Option<Regex>>);
+
+impl Pattern {
+    const fn new(f: fn() -> Option<Regex>) -> Self {
+        Pattern(LazyLock::new(f))
+    }
+    fn find_iter<'t>(&self, text: &'t str) -> impl Iterator<Item = regex::Match<'t>> {
+        self.0.as_ref().into_iter().flat_map(move |r| r.find_iter(text))
+    }
+    fn captures_iter<'t>(&self, text: &'t str) -> impl Iterator<Item = regex::Captures<'t>> {
+        self.0
+            .as_ref()
+            .into_iter()
+            .flat_map(move |r| r.captures_iter(text))
+    }
+}
+
+macro_rules! lazy_re {
+    ($name:ident, $pat:expr) => {
+        static $name: Pattern = Pattern::new(|| Regex::new($pat).ok());
+    };
+}
+
+fn prev_char(text: &str, at: usize) -> Option<char> {
+    text[..at].chars().next_back()
+}
+fn next_char(text: &str, at: usize) -> Option<char> {
+    text[at..].chars().next()
+}
+fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// The word before `at` (skipping spaces and `:`/`=`/`#`), lower-cased, and whether a `#`
+/// came right before the number.
+fn prev_word(text: &str, at: usize) -> (String, bool) {
+    let before = &text[..at];
+    let trimmed = before.trim_end_matches([' ', '\t']);
+    let hash = trimmed.ends_with('#') || trimmed.ends_with("No.") || trimmed.ends_with("no.");
+    let trimmed = trimmed.trim_end_matches([':', '=', '#', ' ', '\t']);
+    let word: String = trimmed
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (word.to_lowercase(), hash)
+}
+
+// ---- secrets ----------------------------------------------------------------------------
+
+lazy_re!(
+    SECRET_PREFIXED,
+    r"\b(?:sk-(?:proj-|ant-(?:api\d{2}-)?|live-|test-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+);
+lazy_re!(
+    SECRET_BEARER,
+    r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)"
+);
+lazy_re!(
+    SECRET_PEM,
+    r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
+);
+lazy_re!(
+    SECRET_ASSIGN,
+    r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|access[_-]?token|auth[_-]?token|token)\s*[:=]\s*["']?([^\s"',;]{8,})"#
+);
+lazy_re!(HIGH_ENTROPY, r"[A-Za-z0-9+/_-]{32,}={0,2}");
+
+fn find_secrets(text: &str, out: &mut Vec<Range<usize>>) {
+    for m in SECRET_PEM.find_iter(text) {
+        out.push(m.range());
+    }
+    for m in SECRET_PREFIXED.find_iter(text) {
+        out.push(m.range());
+    }
+    for c in SECRET_BEARER.captures_iter(text) {
+        if let Some(g) = c.get(1) {
+            out.push(g.range());
+        }
+    }
+    for c in SECRET_ASSIGN.captures_iter(text) {
+        if let Some(g) = c.get(1) {
+            let v = g.as_str();
+            let placeholder = v.chars().all(|c| matches!(c, '*' | 'x' | 'X' | '.' | '<' | '>'))
+                || v.starts_with('<')
+                || v.starts_with("${")
+                || v.starts_with("{{");
+            if !placeholder {
+                out.push(g.range());
+            }
+        }
+    }
+    for m in HIGH_ENTROPY.find_iter(text) {
+        if is_word(prev_char(text, m.start())) || is_word(next_char(text, m.end())) {
+            continue;
+        }
+        if looks_random(m.as_str()) {
+            out.push(m.range());
+        }
+    }
+}
+
+/// The high-entropy test described in the module docs.
+fn looks_random(s: &str) -> bool {
+    let core = s.trim_end_matches('=');
+    let bytes = core.as_bytes();
+    if bytes.len() < 32 {
+        return false;
+    }
+    let upper = bytes.iter().filter(|b| b.is_ascii_uppercase()).count();
+    let lower = bytes.iter().filter(|b| b.is_ascii_lowercase()).count();
+    let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+    if upper == 0 || lower == 0 || digits < 2 {
+        return false;
+    }
+    let class = |b: u8| {
+        if b.is_ascii_uppercase() {
+            0
+        } else if b.is_ascii_lowercase() {
+            1
+        } else if b.is_ascii_digit() {
+            2
+        } else {
+            3
+        }
+    };
+    let switches = bytes
+        .windows(2)
+        .filter(|w| class(w[0]) != class(w[1]))
+        .count();
+    if (switches as f64) < 0.4 * (bytes.len() - 1) as f64 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in bytes {
+        counts[b as usize] += 1;
+    }
+    let n = bytes.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    entropy >= 4.0
+}
+
+// ---- email ------------------------------------------------------------------------------
+
+lazy_re!(
+    EMAIL,
+    r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,24}\b"
+);
+
+fn find_emails(text: &str, out: &mut Vec<Range<usize>>) {
+    out.extend(EMAIL.find_iter(text).map(|m| m.range()));
+}
+
+// ---- credit cards -----------------------------------------------------------------------
+
+lazy_re!(CARD, r"\b\d(?:[ -]?\d){11,18}\b");
+
+/// The Luhn checksum over a string of ASCII digits.
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum.is_multiple_of(10)
+}
+
+fn card_issuer_ok(d: &str) -> bool {
+    let len = d.len();
+    let p = |n: usize| d.get(..n).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+    (d.starts_with('4') && matches!(len, 13 | 16 | 19))
+        || (((51..=55).contains(&p(2)) || (2221..=2720).contains(&p(4))) && len == 16)
+        || (matches!(p(2), 34 | 37) && len == 15)
+        || ((p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)))
+            && (16..=19).contains(&len))
+        || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&len))
+        || (((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39))
+            && (14..=19).contains(&len))
+        || (p(2) == 62 && (16..=19).contains(&len))
+}
+
+fn find_cards(text: &str, out: &mut Vec<Range<usize>>) {
+    for m in CARD.find_iter(text) {
+        let s = m.as_str();
+        if matches!(prev_char(text, m.start()), Some('-' | '.' | '+' | '/'))
+            || matches!(next_char(text, m.end()), Some('-' | '/'))
+            || (next_char(text, m.end()) == Some('.')
+                && text[m.end() + 1..].starts_with(|c: char| c.is_ascii_digit()))
+        {
+            continue;
+        }
+        let groups: Vec<&str> = s.split([' ', '-']).collect();
+        if groups.len() > 1 && groups.iter().any(|g| !(3..=6).contains(&g.len())) {
+            continue;
+        }
+        let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+        if (13..=19).contains(&digits.len()) && card_issuer_ok(&digits) && luhn_valid(&digits) {
+            out.push(m.range());
+        }
+    }
+}
+
+// ---- IBAN -------------------------------------------------------------------------------
+
+lazy_re!(IBAN, r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b");
+
+fn iban_length(country: &str) -> Option<usize> {
+    Some(match country {
+        "NO" => 15,
+        "BE" => 16,
+        "DK" | "FI" | "FO" | "GL" | "NL" => 18,
+        "MK" | "SI" => 19,
+        "AT" | "BA" | "EE" | "KZ" | "LT" | "LU" | "XK" => 20,
+        "CH" | "HR" | "LI" | "LV" => 21,
+        "BG" | "BH" | "CR" | "DE" | "GB" | "GE" | "IE" | "ME" | "RS" => 22,
+        "AE" | "GI" | "IL" => 23,
+        "AD" | "CZ" | "ES" | "MD" | "PK" | "RO" | "SA" | "SE" | "SK" | "TN" | "VG" => 24,
+        "PT" => 25,
+        "IS" | "TR" => 26,
+        "FR" | "GR" | "IT" | "MC" | "MR" | "SM" => 27,
+        "AL" | "AZ" | "CY" | "DO" | "GT" | "HU" | "LB" | "PL" => 28,
+        "BR" | "EG" | "PS" | "QA" | "UA" => 29,
+        "JO" | "KW" | "MU" => 30,
+        "MT" => 31,
+        _ => return None,
+    })
+}
+
+/// The ISO 13616 mod-97 check of an IBAN without spaces.
+pub fn iban_checksum_valid(iban: &str) -> bool {
+    if iban.len() < 5 || !iban.is_ascii() {
+        return false;
+    }
+    let (head, tail) = iban.split_at(4);
+    let mut rem: u32 = 0;
+    for c in tail.chars().chain(head.chars()) {
+        let v = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            'A'..='Z' => c as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn find_ibans(text: &str, out: &mut Vec<Range<usize>>) {
+    for m in IBAN.find_iter(text) {
+        let s = m.as_str();
+        let Some(len) = iban_length(&s[..2]) else {
+            continue;
+        };
+        // Take exactly the country's length of characters, then require a boundary.
+        let mut taken = 0;
+        let mut end = None;
+        for (i, c) in s.char_indices() {
+            if c != ' ' {
+                taken += 1;
+                if taken == len {
+                    end = Some(i + c.len_utf8());
+                    break;
+                }
+            }
+        }
+        let Some(end) = end else { continue };
+        if s[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let compact: String = s[..end].chars().filter(|c| *c != ' ').collect();
+        if iban_checksum_valid(&compact) {
+            out.push(m.start()..m.start() + end);
+        }
+    }
+}
+
+// ---- SSN --------------------------------------------------------------------------------
+
+lazy_re!(SSN, r"\b(\d{3})-(\d{2})-(\d{4})\b");
+
+fn find_ssns(text: &str, out: &mut Vec<Range<usize>>) {
+    for c in SSN.captures_iter(text) {
+        let (Some(all), Some(a), Some(g), Some(s)) = (c.get(0), c.get(1), c.get(2), c.get(3))
+        else {
+            continue;
+        };
+        if matches!(prev_char(text, all.start()), Some('-' | '.'))
+            || matches!(next_char(text, all.end()), Some('-'))
+        {
+            continue;
+        }
+        let area: u32 = a.as_str().parse().unwrap_or(0);
+        if area == 0 || area == 666 || area >= 900 || g.as_str() == "00" || s.as_str() == "0000" {
+            continue;
+        }
+        out.push(all.range());
+    }
+}
+
+// ---- IP addresses -----------------------------------------------------------------------
+
+lazy_re!(IPV4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b");
+lazy_re!(IPV6_CANDIDATE, r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*");
+
+const VERSION_WORDS: &[&str] = &[
+    "version", "ver", "ver.", "v", "v.", "build", "release", "firmware", "fw", "rev", "rev.",
+    "revision", "update", "patch", "sdk", "kernel",
+];
+
+fn find_ips(text: &str, out: &mut Vec<Range<usize>>) {
+    for m in IPV6_CANDIDATE.find_iter(text) {
+        let mut r = m.range();
+        // A sentence may end right after the address.
+        while r.end > r.start && text[..r.end].ends_with(['.', ':']) && !text[..r.end].ends_with("::") {
+            r.end -= 1;
+        }
+        let s = &text[r.clone()];
+        if is_word(prev_char(text, r.start)) || is_word(next_char(text, r.end)) {
+            continue;
+        }
+        if !s.bytes().any(|b| b.is_ascii_digit()) || s.len() < 3 {
+            continue;
+        }
+        if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            out.push(r);
+        }
+    }
+    for m in IPV4.find_iter(text) {
+        let before = prev_char(text, m.start());
+        if matches!(before, Some('.' | 'v' | 'V' | '@' | '-' | '/' | '_'))
+            || text[m.end()..].starts_with('.')
+                && text[m.end() + 1..].starts_with(|c: char| c.is_ascii_digit())
+        {
+            continue;
+        }
+        let (word, _) = prev_word(text, m.start());
+        if VERSION_WORDS.contains(&word.as_str()) {
+            continue;
+        }
+        let ok = m.as_str().split('.').all(|o| {
+            (o.len() == 1 || !o.starts_with('0')) && o.parse::<u16>().is_ok_and(|v| v <= 255)
+        });
+        if ok {
+            out.push(m.range());
+        }
+    }
+}
+
+// ---- phones -----------------------------------------------------------------------------
+
+lazy_re!(PHONE_INTL, r"\+\d[\d ().-]{6,22}\d");
+lazy_re!(
+    PHONE_NANP,
+    r"(?:\(\d{3}\) ?\d{3}[-.]\d{4}|\b\d{3}-\d{3}-\d{4}|\b\d{3}\.\d{3}\.\d{4})\b"
+);
+lazy_re!(PHONE_NATIONAL, r"\b0\d{1,4}(?:[ /-]\d{2,4}){2,4}\b");
+
+const ID_WORDS: &[&str] = &[
+    "order", "invoice", "ref", "ref.", "reference", "ticket", "tracking", "account", "acct",
+    "id", "no", "no.", "number", "case", "po", "sku", "serial", "isbn", "part",
+];
+
+fn find_phones(text: &str, out: &mut Vec<Range<usize>>) {
+    let id_context = |start: usize| {
+        let (word, hash) = prev_word(text, start);
+        hash || ID_WORDS.contains(&word.as_str())
+    };
+    for m in PHONE_INTL.find_iter(text) {
+        let s = m.as_str();
+        let digits = s.bytes().filter(u8::is_ascii_digit).count();
+        let bad_seps = s
+            .as_bytes()
+            .windows(2)
+            .any(|w| matches!((w[0], w[1]), (b'-' | b'.', b'-' | b'.' | b' ') | (b' ', b' ' | b'-' | b'.')));
+        if (8..=15).contains(&digits)
+            && !bad_seps
+            && !is_word(next_char(text, m.end()))
+            && !id_context(m.start())
+        {
+            out.push(m.range());
+        }
+    }
+    for m in PHONE_NANP.find_iter(text) {
+        let s = m.as_str();
+        let area_start = s.trim_start_matches('(');
+        if area_start.starts_with(['0', '1'])
+            || matches!(prev_char(text, m.start()), Some('-' | '.' | '/' | '+'))
+            || matches!(next_char(text, m.end()), Some('-' | '.'))
+                && text[m.end() + 1..].starts_with(|c: char| c.is_ascii_digit())
+            || id_context(m.start())
+        {
+            continue;
+        }
+        out.push(m.range());
+    }
+    for m in PHONE_NATIONAL.find_iter(text) {
+        let s = m.as_str();
+        let digits = s.bytes().filter(u8::is_ascii_digit).count();
+        let one_sep = {
+            let seps: BTreeSet<u8> = s.bytes().filter(|b| !b.is_ascii_digit()).collect();
+            seps.len() == 1
+        };
+        if (9..=12).contains(&digits)
+            && one_sep
+            && !matches!(prev_char(text, m.start()), Some('-' | '.' | '/' | '+'))
+            && !matches!(next_char(text, m.end()), Some('-' | '/'))
+            && !id_context(m.start())
+        {
+            out.push(m.range());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        for p in [
+            &SECRET_PREFIXED,
+            &SECRET_BEARER,
+            &SECRET_PEM,
+            &SECRET_ASSIGN,
+            &HIGH_ENTROPY,
+            &EMAIL,
+            &CARD,
+            &IBAN,
+            &SSN,
+            &IPV4,
+            &IPV6_CANDIDATE,
+            &PHONE_INTL,
+            &PHONE_NANP,
+            &PHONE_NATIONAL,
+        ] {
+            assert!(p.0.is_some());
+        }
+    }
+
+    #[test]
+    fn luhn_and_iban_checks() {
+        assert!(luhn_valid("4111111111111111"));
+        assert!(!luhn_valid("4111111111111112"));
+        assert!(iban_checksum_valid("DE89370400440532013000"));
+        assert!(!iban_checksum_valid("DE89370400440532013001"));
+        assert!(iban_checksum_valid("GB82WEST12345698765432"));
+    }
+
+    #[test]
+    fn random_versus_words() {
+        assert!(looks_random("aZ3kP9qL2mX7vB4nT8wR1yC6dF5gH0jK"));
+        assert!(!looks_random("ThisIsAVeryLongIdentifierName123"));
+        assert!(!looks_random("da39a3ee5e6b4b0d3255bfef95601890afd80709"));
+    }
+}
