@@ -57,3 +57,53 @@ pub const METRIC_OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
 pub const METRIC_RUNS: &str = "flowloom.workflow.runs";
 /// Metric: steps by status (counter).
 pub const METRIC_STEPS: &str = "flowloom.workflow.steps";
+
+/// `gen_ai.token.type` attribute of [`METRIC_TOKEN_USAGE`]: [`TOKEN_TYPE_INPUT`] or
+/// [`TOKEN_TYPE_OUTPUT`].
+pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai.token.type";
+/// Value of [`GEN_AI_TOKEN_TYPE`] for prompt tokens.
+pub const TOKEN_TYPE_INPUT: &str = "input";
+/// Value of [`GEN_AI_TOKEN_TYPE`] for completion tokens.
+pub const TOKEN_TYPE_OUTPUT: &str = "output";
+/// `gen_ai.input.messages`: the prompt as JSON, recorded only when prompt logging is on.
+pub const GEN_AI_INPUT_MESSAGES: &str = "gen_ai.input.messages";
+/// `gen_ai.output.messages`: the completion as JSON, recorded only when prompt logging is on.
+pub const GEN_AI_OUTPUT_MESSAGES: &str = "gen_ai.output.messages";
+/// `gen_ai.usage.cache_read.input_tokens`: prompt tokens served from the provider's cache.
+pub const GEN_AI_USAGE_CACHED_INPUT_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+/// `gen_ai.conversation.id`: flowloom records the run's correlation id here.
+pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
+/// `gen_ai.embeddings.dimension.count`: requested embedding dimensions.
+pub const GEN_AI_EMBEDDINGS_DIMENSION_COUNT: &str = "gen_ai.embeddings.dimension.count";
+
+/// Value of [`GEN_AI_OPERATION_NAME`] for chat completions.
+pub const OPERATION_CHAT: &str = "chat";
+/// Value of [`GEN_AI_OPERATION_NAME`] for embeddings.
+pub const OPERATION_EMBEDDINGS: &str = "embeddings";
+
+/// `tracing` span name of a model call. `tracing` span names are static, so the
+/// OpenTelemetry span name `"{operation} {model}"` (e.g. `chat gpt-4o-mini`) is carried in
+/// [`OTEL_NAME`], which `tracing-opentelemetry` uses as the exported span's name.
+pub const SPAN_GEN_AI: &str = "gen_ai";
+/// Field that renames a span when exported to OpenTelemetry.
+pub const OTEL_NAME: &str = "otel.name";
+/// Field that sets an exported span's kind (`client` for model calls).
+pub const OTEL_KIND: &str = "otel.kind";
+/// Field that sets an exported span's status (`error` on failure).
+pub const OTEL_STATUS_CODE: &str = "otel.status_code";
+/// Field with an exported span's status description.
+pub const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
+
+/// `tracing` target of the engine's state-transition events (one per run and step
+/// transition, carrying [`WORKFLOW_ID`], [`WORKFLOW_NAME`], [`CORRELATION_ID`], and
+/// [`WORKFLOW_STATUS`] or [`STEP_NAME`] + [`STEP_STATUS`]).
+pub const TARGET_TRANSITION: &str = "flowloom::transition";
+/// `tracing` target of model-call spans.
+pub const TARGET_GEN_AI: &str = "flowloom::gen_ai";
+/// `tracing` target of token-accounting and budget events.
+pub const TARGET_USAGE: &str = "flowloom::usage";
+
+/// Metric attribute: the status a counted run or step reached.
+pub const METRIC_ATTR_STATUS: &str = "status";
+/// Instrumentation scope name of flowloom's meters and tracers.
+pub const INSTRUMENTATION_SCOPE: &str = "flowloom";

@@ -1,0 +1,2 @@
+//! Overhead benchmark (filled in below).
+fn main() {}
