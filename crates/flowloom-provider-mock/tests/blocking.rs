@@ -1,4 +1,5 @@
 //! The mock from blocking code, and its futures' auto traits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
 use std::time::Duration;

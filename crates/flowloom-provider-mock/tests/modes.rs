@@ -1,4 +1,5 @@
 //! Echo, fixed and scripted answers, recorded requests, usage, latency.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 //! Streaming and embeddings.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flowloom_core::{
     EmbeddingRequest, LlmError, LlmRequest, StreamEvent, StreamRequest, TokenUsage,
