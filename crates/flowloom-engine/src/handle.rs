@@ -1,0 +1,161 @@
+//! [`RunHandle`]: a run started with [`Engine::start`](crate::Engine::start).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flowloom_core::{WorkflowResult, WorkflowStatus};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::engine::{Engine, RunOptions};
+use crate::error::RunError;
+use crate::exec::{self, status_from};
+use crate::workflow::Workflow;
+
+type Outcome = Result<WorkflowResult, RunError>;
+
+struct Shared {
+    status: Arc<AtomicU8>,
+    result: Mutex<Option<Outcome>>,
+    done: watch::Sender<bool>,
+}
+
+/// A running (or finished) workflow run: its id, status, a way to cancel it, and its result,
+/// kept until taken. Dropping the handle does not stop the run.
+///
+/// ```
+/// # use flowloom_engine::prelude::*;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let engine = Engine::builder().build()?;
+/// let wf = Workflow::builder("w").transform("t", |_| Ok("done".into())).build()?;
+/// let handle = engine.start(&wf, "input");
+/// let result = handle.result().await?;
+/// assert_eq!(result.output_text(), Some("done"));
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+pub struct RunHandle {
+    id: Uuid,
+    workflow: String,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+    done: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("id", &self.id)
+            .field("workflow", &self.workflow)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl RunHandle {
+    pub(crate) fn spawn(
+        engine: Engine,
+        workflow: Workflow,
+        mut options: RunOptions,
+        rt: Result<tokio::runtime::Handle, RunError>,
+    ) -> RunHandle {
+        let id = options.run_id.unwrap_or_else(Uuid::new_v4);
+        options.run_id = Some(id);
+        let cancel = options.cancel.clone().unwrap_or_default();
+        options.cancel = Some(cancel.clone());
+        let status = Arc::new(AtomicU8::new(exec::status_code(WorkflowStatus::Pending)));
+        options.status = Some(Arc::clone(&status));
+        let (tx, rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            status,
+            result: Mutex::new(None),
+            done: tx,
+        });
+        let handle = RunHandle {
+            id,
+            workflow: workflow.name().to_owned(),
+            cancel,
+            shared: Arc::clone(&shared),
+            done: rx,
+        };
+        match rt {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let out = exec::run_top(&engine, &workflow, options).await;
+                    if out.as_ref().err().is_some_and(RunError::is_before_start) {
+                        shared
+                            .status
+                            .store(exec::status_code(WorkflowStatus::Failed), Ordering::Release);
+                    }
+                    if let Ok(mut slot) = shared.result.lock() {
+                        *slot = Some(out);
+                    }
+                    shared.done.send_replace(true);
+                });
+            }
+            Err(e) => {
+                shared
+                    .status
+                    .store(exec::status_code(WorkflowStatus::Failed), Ordering::Release);
+                if let Ok(mut slot) = shared.result.lock() {
+                    *slot = Some(Err(e));
+                }
+                shared.done.send_replace(true);
+            }
+        }
+        handle
+    }
+
+    /// The run's id (the result's `workflow_id`).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The workflow's name.
+    pub fn workflow_name(&self) -> &str {
+        &self.workflow
+    }
+
+    /// Where the run is now: `PENDING` (waiting for a slot), `RUNNING`, or terminal. A run
+    /// refused before it started reads `FAILED`.
+    pub fn status(&self) -> WorkflowStatus {
+        status_from(self.shared.status.load(Ordering::Acquire))
+    }
+
+    /// True once the run has ended and its result is stored.
+    pub fn is_finished(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Cancels the run gracefully: steps in flight finish (their model calls are counted),
+    /// nothing new starts, plugins clean up, and the result is `CANCELLED` with its metrics.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until the run has ended, without taking the result.
+    pub async fn wait(&self) {
+        let mut rx = self.done.clone();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Takes the result if the run has ended; `None` while it runs (or once taken).
+    pub fn try_result(&self) -> Option<Result<WorkflowResult, RunError>> {
+        if !self.is_finished() {
+            return None;
+        }
+        self.shared.result.lock().ok()?.take()
+    }
+
+    /// Waits for the run to end and takes its result: `Ok` when it completed, otherwise the
+    /// error with the result (steps, outputs, metrics) inside.
+    pub async fn result(self) -> Result<WorkflowResult, RunError> {
+        self.wait().await;
+        self.shared
+            .result
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_else(|| Err(RunError::Runtime("the result was already taken".to_owned())))
+    }
+}
