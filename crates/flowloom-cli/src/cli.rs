@@ -76,7 +76,7 @@ pub struct RunArgs {
     pub mock_script: Option<PathBuf>,
 
     /// Stop the run after this long, e.g. `30s`, `500ms`, `5m`, `1h` (exit code 3).
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,
 
     /// Print the whole result (the data model's WorkflowResult) as JSON on standard output.
@@ -92,6 +92,11 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// `--timeout` values, as the workflow format writes durations (`30s`, `5m`, `1h`, `500ms`).
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    flowloom_engine::yaml::parse_duration(s).map_err(|e| e.to_string())
+}
+
 /// `flowloom validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -102,6 +107,10 @@ pub struct ValidateArgs {
     /// Check provider names as a run with `--provider NAME` would (`mock` accepts any name).
     #[arg(long, value_name = "NAME")]
     pub provider: Option<String>,
+
+    /// Print the result as JSON (one entry per file, with its diagnostics).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The graph formats.

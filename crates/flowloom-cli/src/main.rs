@@ -14,10 +14,11 @@
 //! 130 interrupted. See `docs/cli.md`.
 
 mod cli;
-mod duration;
 mod error;
+mod estimate;
 mod input;
 mod providers;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,14 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<Exit, CliError> {
-    let _ = cli;
-    Ok(Exit::Completed)
+    match &cli.command {
+        Command::Schema => validate::schema(),
+        Command::Graph(args) => validate::graph(args),
+        Command::Validate(args) => {
+            let providers = providers::Providers::load(cli.providers.as_deref())?;
+            Ok(validate::validate(args, &providers))
+        }
+        Command::Estimate(args) => estimate::run(args),
+        Command::Run(_) => Err(CliError::usage("not yet")),
+    }
 }
