@@ -24,7 +24,9 @@
 use std::time::Duration;
 
 use flowloom_core::provider::{boxed, boxed_embedding};
-use flowloom_core::{BoxEmbeddingService, BoxLlmService, EmbeddingService, FrameworkConfig, LlmService};
+use flowloom_core::{
+    BoxEmbeddingService, BoxLlmService, EmbeddingService, FrameworkConfig, LlmService,
+};
 use tower::Layer;
 
 use crate::cache::CacheLayer;

@@ -1,4 +1,5 @@
 //! Behaviour of the layers, on paused time: no test sleeps for real.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -59,8 +60,14 @@ async fn retry_after_as_an_http_date_is_honoured() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470);
     let after = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now).unwrap();
     assert_eq!(after, Duration::from_secs(10));
-    assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
-    assert_eq!(parse_retry_after("1.5", now), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        parse_retry_after("1.5", now),
+        Some(Duration::from_millis(1500))
+    );
     assert_eq!(parse_retry_after("", now), None);
     assert_eq!(parse_retry_after("-3", now), None);
     assert_eq!(parse_retry_after("tomorrow", now), None);
@@ -87,7 +94,10 @@ async fn a_retry_after_beyond_the_cap_gives_up_at_once() {
     let svc = RetryLayer::new(RetryPolicy::default()).layer(p.clone());
     let start = Instant::now();
     let e = svc.oneshot(req("hi")).await.unwrap_err();
-    assert!(matches!(e, LlmError::RetriesExhausted { attempts: 1, .. }), "{e}");
+    assert!(
+        matches!(e, LlmError::RetriesExhausted { attempts: 1, .. }),
+        "{e}"
+    );
     assert_eq!(p.count(), 1);
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
@@ -97,7 +107,10 @@ async fn a_401_is_not_retried() {
     let p = Scripted::new("openai", vec![err(unauthorized("openai")), ok("never")]);
     let svc = RetryLayer::new(RetryPolicy::default()).layer(p.clone());
     let e = svc.oneshot(req("hi")).await.unwrap_err();
-    assert!(matches!(e, LlmError::Authentication { status: 401, .. }), "{e}");
+    assert!(
+        matches!(e, LlmError::Authentication { status: 401, .. }),
+        "{e}"
+    );
     assert_eq!(p.count(), 1);
 }
 
@@ -149,7 +162,11 @@ async fn backoff_grows_by_the_factor_and_stops_at_the_cap() {
         .build()
         .unwrap();
     let p = Scripted::new("p", (0..5).map(|_| err(server("p", 502))).collect());
-    let e = RetryLayer::new(policy).layer(p.clone()).oneshot(req("x")).await.unwrap_err();
+    let e = RetryLayer::new(policy)
+        .layer(p.clone())
+        .oneshot(req("x"))
+        .await
+        .unwrap_err();
     let t = p.times();
     let gaps: Vec<_> = t.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(
@@ -179,7 +196,10 @@ async fn jitter_is_deterministic_with_a_seed_and_within_bounds() {
     assert_eq!(a, waited(42).await);
     assert_ne!(a, waited(43).await);
     // Unjittered: 0.5 + 1 + 2 = 3.5 s; with jitter 0.5 each wait is between half and all.
-    assert!(a >= Duration::from_millis(1750) && a <= Duration::from_millis(3500), "{a:?}");
+    assert!(
+        a >= Duration::from_millis(1750) && a <= Duration::from_millis(3500),
+        "{a:?}"
+    );
     let p = RetryPolicy::builder().jitter(0.5).build().unwrap();
     assert_eq!(p.backoff(1, 0.0), Duration::from_millis(500));
     assert_eq!(p.backoff(1, 1.0), Duration::from_millis(250));
@@ -194,9 +214,15 @@ async fn the_retry_budget_stops_retries_against_a_failing_provider() {
         .layer(p.clone());
     let first = svc.clone().oneshot(req("a")).await.unwrap_err();
     // One retry in the budget: 2 attempts, then the budget is empty.
-    assert!(matches!(first, LlmError::RetriesExhausted { attempts: 2, .. }), "{first}");
+    assert!(
+        matches!(first, LlmError::RetriesExhausted { attempts: 2, .. }),
+        "{first}"
+    );
     let second = svc.oneshot(req("b")).await.unwrap_err();
-    assert!(matches!(second, LlmError::RetriesExhausted { attempts: 1, .. }), "{second}");
+    assert!(
+        matches!(second, LlmError::RetriesExhausted { attempts: 1, .. }),
+        "{second}"
+    );
     assert_eq!(p.count(), 3);
     assert!(budget.balance() < 1.0);
 }
@@ -214,7 +240,10 @@ async fn the_budget_refills_with_traffic() {
     let timed = RetryBudget::new(0.0, 2.0, 5.0).unwrap();
     while timed.try_withdraw() {}
     tokio::time::advance(Duration::from_millis(500)).await;
-    assert!(timed.try_withdraw(), "2 per second: one after half a second");
+    assert!(
+        timed.try_withdraw(),
+        "2 per second: one after half a second"
+    );
     assert!(!timed.try_withdraw());
 }
 
@@ -228,9 +257,16 @@ async fn a_deadline_stops_a_wait_that_would_end_too_late() {
         .unwrap();
     let p = Scripted::new("p", (0..10).map(|_| err(server("p", 503))).collect());
     let start = Instant::now();
-    let e = RetryLayer::new(policy).layer(p.clone()).oneshot(req("x")).await.unwrap_err();
+    let e = RetryLayer::new(policy)
+        .layer(p.clone())
+        .oneshot(req("x"))
+        .await
+        .unwrap_err();
     // Attempt at 0, wait 0.5 s, attempt at 0.5 s; the next 1 s wait would end at 1.5 s.
-    assert!(matches!(e, LlmError::RetriesExhausted { attempts: 2, .. }), "{e}");
+    assert!(
+        matches!(e, LlmError::RetriesExhausted { attempts: 2, .. }),
+        "{e}"
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(500));
 }
 
@@ -314,7 +350,13 @@ async fn timeout_inside_retry_is_per_attempt() {
     // 2 s timeout + 0.5 s backoff.
     assert_eq!(start.elapsed(), Duration::from_millis(2500));
     assert_eq!(p.count(), 2);
-    assert!(res.attempts[0].error.as_deref().unwrap().contains("timed out"));
+    assert!(
+        res.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -331,7 +373,11 @@ async fn timeout_outside_retry_is_overall() {
     let e = svc.oneshot(req("x")).await.unwrap_err();
     assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
     assert_eq!(start.elapsed(), Duration::from_secs(2));
-    assert_eq!(p.count(), 1, "the overall timeout leaves no time for a retry");
+    assert_eq!(
+        p.count(),
+        1,
+        "the overall timeout leaves no time for a retry"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -357,7 +403,12 @@ async fn overall_timeout_also_bounds_backoff_waits() {
 async fn rate_limit_inside_retry_counts_every_attempt_outside_counts_calls() {
     // 60 rpm. Inside retry: the retry after a 503 needs a new slot, so it goes at 1 s even
     // though the backoff is only 0.5 s.
-    let limit = || RateLimit::builder().requests_per_minute(60).build().unwrap();
+    let limit = || {
+        RateLimit::builder()
+            .requests_per_minute(60)
+            .build()
+            .unwrap()
+    };
     let p = Scripted::new("p", vec![err(server("p", 503)), ok("ok")]);
     let inside = ServiceBuilder::new()
         .layer(RetryLayer::new(exact_policy()))
@@ -383,11 +434,17 @@ async fn rate_limit_inside_retry_counts_every_attempt_outside_counts_calls() {
 #[tokio::test(start_paused = true)]
 async fn the_rate_limiter_spaces_calls_as_configured_in_arrival_order() {
     let p = Scripted::new("p", vec![]);
-    let limit = RateLimit::builder().requests_per_minute(120).build().unwrap();
+    let limit = RateLimit::builder()
+        .requests_per_minute(120)
+        .build()
+        .unwrap();
     let svc = RateLimitLayer::new(limit).layer(p.clone());
     let start = Instant::now();
     let results = join_all((0..4).map(|i| svc.clone().oneshot(req(&i.to_string())))).await;
-    assert!(results.iter().all(Result::is_ok), "callers wait, never fail");
+    assert!(
+        results.iter().all(Result::is_ok),
+        "callers wait, never fail"
+    );
     let calls = p.calls.lock().unwrap().clone();
     let served: Vec<(String, Duration)> = calls
         .iter()
@@ -418,7 +475,12 @@ async fn a_burst_lets_that_many_calls_go_at_once() {
     let offsets: Vec<_> = p.times().iter().map(|t| *t - start).collect();
     assert_eq!(
         offsets,
-        vec![Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::from_secs(1)]
+        vec![
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::from_secs(1)
+        ]
     );
 }
 
@@ -426,7 +488,10 @@ async fn a_burst_lets_that_many_calls_go_at_once() {
 async fn tokens_per_minute_use_the_estimate_and_correct_from_usage() {
     // 600 tpm = 10 tokens/s. Each request is estimated at 1 + 4 + 295 = 300 tokens.
     let make = || LlmRequest::new("m", "abcd").with_max_tokens(295);
-    assert_eq!(flowloom_middleware::rate_limit::estimate_tokens(&make()), 300);
+    assert_eq!(
+        flowloom_middleware::rate_limit::estimate_tokens(&make()),
+        300
+    );
     let limit = || RateLimit::builder().tokens_per_minute(600).build().unwrap();
 
     // Without reported usage the estimate stands: the third call waits 30 s for 300 tokens.
@@ -441,7 +506,11 @@ async fn tokens_per_minute_use_the_estimate_and_correct_from_usage() {
     // With usage of 10 tokens each, 290 go back after every call: no wait at all.
     let p = Scripted::new(
         "p",
-        vec![ok("a").usage(6, 4), ok("b").usage(6, 4), ok("c").usage(6, 4)],
+        vec![
+            ok("a").usage(6, 4),
+            ok("b").usage(6, 4),
+            ok("c").usage(6, 4),
+        ],
     );
     let svc = RateLimitLayer::new(limit()).layer(p.clone());
     let start = Instant::now();
@@ -477,7 +546,9 @@ fn bad_rate_limits_are_refused() {
 async fn the_concurrency_limit_holds_calls_in_flight() {
     let p = Scripted::new(
         "p",
-        (0..5).map(|_| ok("x").after(Duration::from_secs(1))).collect(),
+        (0..5)
+            .map(|_| ok("x").after(Duration::from_secs(1)))
+            .collect(),
     );
     let layer = ConcurrencyLimitLayer::new(2).unwrap();
     let svc = layer.layer(p.clone());
@@ -575,7 +646,13 @@ async fn failover_entry_timeout_moves_on() {
     let res = chain.oneshot(req("hi")).await.unwrap();
     assert_eq!(res.provider, "b");
     assert_eq!(start.elapsed(), Duration::from_secs(5));
-    assert!(res.attempts[0].error.as_deref().unwrap().contains("timed out"));
+    assert!(
+        res.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -591,7 +668,13 @@ async fn failover_retries_each_provider_first_when_retry_sits_inside() {
     let res = chain.oneshot(req("hi")).await.unwrap();
     assert_eq!(a.count(), 3, "a's retries are exhausted before moving on");
     assert_eq!(res.provider, "b");
-    assert!(res.attempts[0].error.as_deref().unwrap().contains("gave up after 3"));
+    assert!(
+        res.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 3")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -689,7 +772,10 @@ async fn the_cache_is_bounded_least_recently_used_first() {
     svc.clone().oneshot(r("c")).await.unwrap();
     assert_eq!(cache.len(), 2);
     assert!(svc.clone().oneshot(r("a")).await.unwrap().cached);
-    assert!(!svc.clone().oneshot(r("b")).await.unwrap().cached, "b was evicted");
+    assert!(
+        !svc.clone().oneshot(r("b")).await.unwrap().cached,
+        "b was evicted"
+    );
     assert!(CacheConfig::builder().max_entries(0).build().is_err());
     assert!(CacheConfig::builder().ttl(Duration::ZERO).build().is_err());
 }
@@ -754,7 +840,10 @@ async fn the_recommended_stack_retries_limits_and_answers() {
         .overall_timeout(Duration::from_secs(30))
         .concurrency(ConcurrencyLimitLayer::new(2).unwrap())
         .rate_limit(RateLimitLayer::new(
-            RateLimit::builder().requests_per_minute(60).build().unwrap(),
+            RateLimit::builder()
+                .requests_per_minute(60)
+                .build()
+                .unwrap(),
         ));
     let svc = stack.service(p.clone());
     let r = req("mail me at a@b.io").with_temperature(0.0);
@@ -764,9 +853,20 @@ async fn the_recommended_stack_retries_limits_and_answers() {
     assert_eq!(p.count(), 1);
     assert_eq!(p.requests()[0].prompt(), Some("mail me at [EMAIL]"));
     let start = Instant::now();
-    svc.clone().oneshot(req("other").with_temperature(0.0)).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_secs(1), "rate limit: 60 rpm");
+    svc.clone()
+        .oneshot(req("other").with_temperature(0.0))
+        .await
+        .unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "rate limit: 60 rpm"
+    );
 
     let e = stack.embedding_service(Scripted::new("openai", vec![]));
-    assert!(e.oneshot(EmbeddingRequest::new("emb", vec!["x".into()])).await.is_ok());
+    assert!(
+        e.oneshot(EmbeddingRequest::new("emb", vec!["x".into()]))
+            .await
+            .is_ok()
+    );
 }

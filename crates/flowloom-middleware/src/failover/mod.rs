@@ -83,9 +83,9 @@ pub fn moves_on(error: &LlmError, client_errors: bool) -> bool {
             .last()
             .is_some_and(|(_, e)| moves_on(e, client_errors)),
         LlmError::Blocked { .. } | LlmError::BudgetExceeded { .. } | LlmError::Cancelled => false,
-        LlmError::QuotaExceeded { .. }
-        | LlmError::Unsupported { .. }
-        | LlmError::Decode { .. } => true,
+        LlmError::QuotaExceeded { .. } | LlmError::Unsupported { .. } | LlmError::Decode { .. } => {
+            true
+        }
         e if e.is_retryable() => true,
         _ => client_errors,
     }
@@ -209,7 +209,10 @@ impl<S> Failover<S> {
             ));
         }
         for (i, e) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|p| p.name == e.name && p.model == e.model) {
+            if entries[..i]
+                .iter()
+                .any(|p| p.name == e.name && p.model == e.model)
+            {
                 return Err(ConfigError::new(
                     "failover",
                     "providers",
@@ -252,7 +255,10 @@ impl<S> Failover<S> {
 
     /// Replaces the rule deciding which errors move on.
     #[must_use]
-    pub fn failover_when(mut self, rule: impl Fn(&LlmError) -> bool + Send + Sync + 'static) -> Self {
+    pub fn failover_when(
+        mut self,
+        rule: impl Fn(&LlmError) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.predicate = Some(Arc::new(rule));
         self
     }
@@ -309,7 +315,11 @@ impl<S> Failover<S> {
             }
             r.apply_overrides(entry.temperature, entry.max_tokens);
             r.context_mut().provider = Some(Arc::clone(&entry.name));
-            let model = if i < last { Some(r.model().to_owned()) } else { None };
+            let model = if i < last {
+                Some(r.model().to_owned())
+            } else {
+                None
+            };
             let t0 = Instant::now();
             let mut svc = entry.service.clone();
             let call = async {

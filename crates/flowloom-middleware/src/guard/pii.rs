@@ -22,7 +22,7 @@
 //! | `iban` | country code, 2 check digits and the account part (spaces allowed), of the country's length, with a valid ISO 13616 mod-97 checksum | a bad checksum; an unknown country |
 //! | `ssn` | US `AAA-GG-SSSS` with dashes, area not 000/666/9xx, group not 00, serial not 0000 | those invalid ranges; 9 digits without dashes (too many ids look like that) |
 //! | `ip_address` | IPv4 dotted quads with octets 0–255 and no leading zeros; IPv6 in any form `std::net::Ipv6Addr` parses, containing a digit | dotted quads that are **versions**: preceded by `v`, `@`, `-`, or by a word such as *version*, *build*, *release*, *firmware*, *rev*, *update*, *patch*; longer dotted runs (`1.2.3.4.5`); times like `12:30:45`, MAC addresses, `std::fmt` |
-//! | `phone` | `+` and a country code with 8–15 digits in all (spaces, dots, dashes, parentheses between); North-American `(555) 123-4567`, `555-123-4567`, `555.123.4567`; national numbers starting with `0` in 3–5 groups, 9–12 digits | bare digit runs (order numbers, ids); any number right after *order*, *invoice*, *ref*, *ticket*, *tracking*, *account*, *id*, *no.* or `#`; dates |
+//! | `phone` | `+` and a country code with 8–15 digits in all (spaces, dots, dashes, parentheses between); North-American `(555) 123-4567`, `555-123-4567`, `555.123.4567`; national numbers starting with `0` and a non-zero digit, in 2–5 groups, 9–12 digits | bare digit runs (order numbers, ids); any number right after *order*, *invoice*, *ref*, *ticket*, *tracking*, *account*, *id*, *no.* or `#`, or right after another token holding digits (the tail of a longer code); dates |
 //! | `secret` | `sk-…` (OpenAI, Anthropic), `AKIA…`/`ASIA…` (AWS), `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`/`github_pat_` (GitHub), `xox?-` (Slack), `AIza…` (Google), `sk_live_`/`pk_test_`… (Stripe), JWTs, the token after `Bearer`, private-key blocks, the value after `password=`, `api_key:`, `secret=`, `token:` and the like; and high-entropy tokens: 32+ characters of letters, digits and `+/_-` with upper case, lower case, at least two digits, frequent switches between letter case and digits (≥ 40 % of neighbours), and Shannon entropy ≥ 4 bits per character | hex digests and git SHAs (no upper case), UUIDs, long identifiers in camel case (few switches), placeholders like `********` |
 //!
 //! Where two findings overlap, the earlier kind in the table's order `secret`, `email`,
@@ -218,7 +218,10 @@ impl Pattern {
         Pattern(LazyLock::new(f))
     }
     fn find_iter<'t>(&self, text: &'t str) -> impl Iterator<Item = regex::Match<'t>> {
-        self.0.as_ref().into_iter().flat_map(move |r| r.find_iter(text))
+        self.0
+            .as_ref()
+            .into_iter()
+            .flat_map(move |r| r.find_iter(text))
     }
     fn captures_iter<'t>(&self, text: &'t str) -> impl Iterator<Item = regex::Captures<'t>> {
         self.0
@@ -268,10 +271,7 @@ lazy_re!(
     SECRET_PREFIXED,
     r"\b(?:sk-(?:proj-|ant-(?:api\d{2}-)?|live-|test-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
 );
-lazy_re!(
-    SECRET_BEARER,
-    r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)"
-);
+lazy_re!(SECRET_BEARER, r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)");
 lazy_re!(
     SECRET_PEM,
     r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----"
@@ -287,6 +287,12 @@ fn find_secrets(text: &str, out: &mut Vec<Range<usize>>) {
         out.push(m.range());
     }
     for m in SECRET_PREFIXED.find_iter(text) {
+        // `sk-` also starts ordinary words (`sk-learn-...`): real keys carry digits.
+        if m.as_str().starts_with("sk-")
+            && m.as_str().bytes().filter(u8::is_ascii_digit).count() < 2
+        {
+            continue;
+        }
         out.push(m.range());
     }
     for c in SECRET_BEARER.captures_iter(text) {
@@ -297,7 +303,9 @@ fn find_secrets(text: &str, out: &mut Vec<Range<usize>>) {
     for c in SECRET_ASSIGN.captures_iter(text) {
         if let Some(g) = c.get(1) {
             let v = g.as_str();
-            let placeholder = v.chars().all(|c| matches!(c, '*' | 'x' | 'X' | '.' | '<' | '>'))
+            let placeholder = v
+                .chars()
+                .all(|c| matches!(c, '*' | 'x' | 'X' | '.' | '<' | '>'))
                 || v.starts_with('<')
                 || v.starts_with("${")
                 || v.starts_with("{{");
@@ -403,8 +411,7 @@ fn card_issuer_ok(d: &str) -> bool {
     (d.starts_with('4') && matches!(len, 13 | 16 | 19))
         || (((51..=55).contains(&p(2)) || (2221..=2720).contains(&p(4))) && len == 16)
         || (matches!(p(2), 34 | 37) && len == 15)
-        || ((p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)))
-            && (16..=19).contains(&len))
+        || ((p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3))) && (16..=19).contains(&len))
         || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&len))
         || (((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39))
             && (14..=19).contains(&len))
@@ -535,7 +542,10 @@ fn find_ssns(text: &str, out: &mut Vec<Range<usize>>) {
 // ---- IP addresses -----------------------------------------------------------------------
 
 lazy_re!(IPV4, r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b");
-lazy_re!(IPV6_CANDIDATE, r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*");
+lazy_re!(
+    IPV6_CANDIDATE,
+    r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+);
 
 const VERSION_WORDS: &[&str] = &[
     "version", "ver", "ver.", "v", "v.", "build", "release", "firmware", "fw", "rev", "rev.",
@@ -546,7 +556,10 @@ fn find_ips(text: &str, out: &mut Vec<Range<usize>>) {
     for m in IPV6_CANDIDATE.find_iter(text) {
         let mut r = m.range();
         // A sentence may end right after the address.
-        while r.end > r.start && text[..r.end].ends_with(['.', ':']) && !text[..r.end].ends_with("::") {
+        while r.end > r.start
+            && text[..r.end].ends_with(['.', ':'])
+            && !text[..r.end].ends_with("::")
+        {
             r.end -= 1;
         }
         let s = &text[r.clone()];
@@ -588,25 +601,57 @@ lazy_re!(
     PHONE_NANP,
     r"(?:\(\d{3}\) ?\d{3}[-.]\d{4}|\b\d{3}-\d{3}-\d{4}|\b\d{3}\.\d{3}\.\d{4})\b"
 );
-lazy_re!(PHONE_NATIONAL, r"\b0\d{1,4}(?:[ /-]\d{2,4}){2,4}\b");
+lazy_re!(PHONE_NATIONAL, r"\b0[1-9]\d{0,3}(?:[ /-]\d{2,8}){1,4}\b");
 
 const ID_WORDS: &[&str] = &[
-    "order", "invoice", "ref", "ref.", "reference", "ticket", "tracking", "account", "acct",
-    "id", "no", "no.", "number", "case", "po", "sku", "serial", "isbn", "part",
+    "order",
+    "invoice",
+    "ref",
+    "ref.",
+    "reference",
+    "ticket",
+    "tracking",
+    "account",
+    "acct",
+    "id",
+    "no",
+    "no.",
+    "number",
+    "case",
+    "po",
+    "sku",
+    "serial",
+    "isbn",
+    "part",
 ];
+
+/// True when the token before `at` (one space back) holds a digit: the number found is the
+/// tail of a longer spaced code (an account number, a bad IBAN), not a number on its own.
+fn follows_digit_token(text: &str, at: usize) -> bool {
+    let Some(before) = text[..at].strip_suffix(' ') else {
+        return false;
+    };
+    before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric())
+        .any(|c| c.is_ascii_digit())
+}
 
 fn find_phones(text: &str, out: &mut Vec<Range<usize>>) {
     let id_context = |start: usize| {
         let (word, hash) = prev_word(text, start);
-        hash || ID_WORDS.contains(&word.as_str())
+        hash || ID_WORDS.contains(&word.as_str()) || follows_digit_token(text, start)
     };
     for m in PHONE_INTL.find_iter(text) {
         let s = m.as_str();
         let digits = s.bytes().filter(u8::is_ascii_digit).count();
-        let bad_seps = s
-            .as_bytes()
-            .windows(2)
-            .any(|w| matches!((w[0], w[1]), (b'-' | b'.', b'-' | b'.' | b' ') | (b' ', b' ' | b'-' | b'.')));
+        let bad_seps = s.as_bytes().windows(2).any(|w| {
+            matches!(
+                (w[0], w[1]),
+                (b'-' | b'.', b'-' | b'.' | b' ') | (b' ', b' ' | b'-' | b'.')
+            )
+        });
         if (8..=15).contains(&digits)
             && !bad_seps
             && !is_word(next_char(text, m.end()))

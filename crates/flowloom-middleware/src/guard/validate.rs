@@ -243,7 +243,10 @@ impl InputValidator {
             }
             total += chars;
             if self.reject_control_chars
-                && let Some((offset, c)) = text.chars().enumerate().find(|(_, c)| is_forbidden_char(*c))
+                && let Some((offset, c)) = text
+                    .chars()
+                    .enumerate()
+                    .find(|(_, c)| is_forbidden_char(*c))
             {
                 return Err(InputError::ControlCharacter {
                     index,

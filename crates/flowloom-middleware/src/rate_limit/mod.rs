@@ -69,10 +69,7 @@ pub fn estimate_tokens(req: &LlmRequest) -> u64 {
 
 /// The estimated tokens of an embedding request: `ceil(bytes / 4)` over every input.
 pub fn estimate_embedding_tokens(req: &EmbeddingRequest) -> u64 {
-    req.input
-        .iter()
-        .map(|t| (t.len() as u64).div_ceil(4))
-        .sum()
+    req.input.iter().map(|t| (t.len() as u64).div_ceil(4)).sum()
 }
 
 /// Limits for a [`RateLimitLayer`]; build with [`RateLimit::builder`].

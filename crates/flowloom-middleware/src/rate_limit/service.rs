@@ -35,13 +35,9 @@ impl RateLimitLayer {
     /// A layer enforcing `limit`.
     pub fn new(limit: RateLimit) -> Self {
         let now = Instant::now();
-        let requests = limit.requests_per_minute.map(|rpm| {
-            Bucket::new(
-                f64::from(limit.request_burst),
-                f64::from(rpm) / 60.0,
-                now,
-            )
-        });
+        let requests = limit
+            .requests_per_minute
+            .map(|rpm| Bucket::new(f64::from(limit.request_burst), f64::from(rpm) / 60.0, now));
         let tokens = limit
             .tokens_per_minute
             .map(|tpm| Bucket::new(tpm as f64, tpm as f64 / 60.0, now));

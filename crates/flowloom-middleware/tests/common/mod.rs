@@ -1,5 +1,5 @@
 //! A tiny scripted provider for the layer tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -103,14 +103,23 @@ impl Scripted {
         self.calls.lock().unwrap().iter().map(|(t, _)| *t).collect()
     }
     pub fn requests(&self) -> Vec<LlmRequest> {
-        self.calls.lock().unwrap().iter().map(|(_, r)| r.clone()).collect()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
     /// Most calls that were in flight at once.
     pub fn max_in_flight(&self) -> usize {
         self.in_flight.lock().unwrap().1
     }
     fn next(&self) -> Step {
-        self.script.lock().unwrap().pop_front().unwrap_or_else(|| ok("done"))
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| ok("done"))
     }
 }
 
@@ -122,7 +131,10 @@ impl Service<LlmRequest> for Scripted {
         Poll::Ready(Ok(()))
     }
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        self.calls.lock().unwrap().push((Instant::now(), req.clone()));
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Instant::now(), req.clone()));
         let step = self.next();
         let name = self.name.clone();
         let flight = self.in_flight.clone();
