@@ -56,8 +56,16 @@ fn every_broken_file_gives_a_located_clear_error() {
                         d.location.line
                     ));
                 }
-                if !d.location.file.ends_with(path.file_name().unwrap().to_str().unwrap()) {
-                    failures.push(format!("{}: location names {}", path.display(), d.location.file));
+                if !d
+                    .location
+                    .file
+                    .ends_with(path.file_name().unwrap().to_str().unwrap())
+                {
+                    failures.push(format!(
+                        "{}: location names {}",
+                        path.display(),
+                        d.location.file
+                    ));
                 }
                 assert!(d.location.column >= 1);
             }
@@ -98,7 +106,10 @@ steps:
     let lines: Vec<usize> = d.errors().map(|d| d.location.line).collect();
     assert_eq!(lines, vec![3, 4, 8, 12, 14, 15, 20], "{d}");
     let shown = d.to_string();
-    assert!(shown.starts_with("7 problems in the workflow file:"), "{shown}");
+    assert!(
+        shown.starts_with("7 problems in the workflow file:"),
+        "{shown}"
+    );
     assert!(shown.contains("did you mean `max_tokens`?"), "{shown}");
     assert!(shown.contains("did you mean `temperature`?"), "{shown}");
     assert!(shown.contains("did you mean `first`?"), "{shown}");
@@ -108,10 +119,15 @@ steps:
 fn a_multi_megabyte_file_is_refused_before_parsing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.yaml");
-    let mut text = String::from("$schema: workflow/v2.0\nname: huge\nversion: 1.0.0\ndescription: d\nexecution: {provider: mock, model: m}\nsteps:\n");
+    let mut text = String::from(
+        "$schema: workflow/v2.0\nname: huge\nversion: 1.0.0\ndescription: d\nexecution: {provider: mock, model: m}\nsteps:\n",
+    );
     let mut i = 0;
     while text.len() < 5 * 1024 * 1024 {
-        text.push_str(&format!("  - name: s{i}\n    run: \"{}\"\n", "x".repeat(200)));
+        text.push_str(&format!(
+            "  - name: s{i}\n    run: \"{}\"\n",
+            "x".repeat(200)
+        ));
         i += 1;
     }
     std::fs::write(&path, &text).unwrap();
@@ -124,7 +140,10 @@ fn a_multi_megabyte_file_is_refused_before_parsing() {
     assert!(d.to_string().contains("more than the 1048576 bytes"));
     // A larger limit reads it.
     let opts = LoadOptions {
-        limits: yaml::Limits { max_bytes: 8 * 1024 * 1024, ..Default::default() },
+        limits: yaml::Limits {
+            max_bytes: 8 * 1024 * 1024,
+            ..Default::default()
+        },
     };
     assert!(yaml::load_str_with(&text, "huge.yaml", &opts).is_ok());
 }
@@ -143,7 +162,11 @@ fn alias_bombs_of_any_shape_are_refused() {
     }
     // A few aliases are fine.
     let ok = "$schema: workflow/v2.0\nname: a\nversion: 1.0.0\ndescription: d\nexecution: &e {provider: mock, model: m}\nsteps:\n  - name: s\n    run: &r hi\n  - name: t\n    run: *r\n";
-    assert!(yaml::validate_str(ok).is_empty(), "{}", yaml::validate_str(ok));
+    assert!(
+        yaml::validate_str(ok).is_empty(),
+        "{}",
+        yaml::validate_str(ok)
+    );
 }
 
 #[test]
@@ -153,5 +176,9 @@ fn non_utf8_and_missing_files_are_clear_errors() {
     std::fs::write(&path, b"name: caf\xe9\n").unwrap();
     assert!(check(&path).to_string().contains("not UTF-8"));
     let missing = dir.path().join("nope.yaml");
-    assert!(check(&missing).to_string().contains("cannot read workflow file"));
+    assert!(
+        check(&missing)
+            .to_string()
+            .contains("cannot read workflow file")
+    );
 }

@@ -181,13 +181,21 @@ fn pack(bpe: &CoreBPE, units: &[String], max: usize, overlap: usize, sep: &str) 
             i += 1;
             continue;
         }
-        out.push(cur.iter().map(|&k| parts[k].0.as_str()).collect::<Vec<_>>().join(sep));
+        out.push(
+            cur.iter()
+                .map(|&k| parts[k].0.as_str())
+                .collect::<Vec<_>>()
+                .join(sep),
+        );
         // Overlap: trailing units of this chunk that fit in `overlap` tokens (and leave room).
         let mut carry: Vec<usize> = Vec::new();
         let mut carried = 0usize;
         for &k in cur.iter().rev() {
             let add = parts[k].1 + if carry.is_empty() { 0 } else { sep_tokens };
-            if carried + add > overlap || carried + add + n + sep_tokens > max || carry.len() + 1 >= cur.len() {
+            if carried + add > overlap
+                || carried + add + n + sep_tokens > max
+                || carry.len() + 1 >= cur.len()
+            {
                 break;
             }
             carry.insert(0, k);
@@ -197,7 +205,12 @@ fn pack(bpe: &CoreBPE, units: &[String], max: usize, overlap: usize, sep: &str) 
         cur_tokens = carried;
     }
     if !cur.is_empty() {
-        out.push(cur.iter().map(|&k| parts[k].0.as_str()).collect::<Vec<_>>().join(sep));
+        out.push(
+            cur.iter()
+                .map(|&k| parts[k].0.as_str())
+                .collect::<Vec<_>>()
+                .join(sep),
+        );
     }
     out
 }
@@ -308,21 +321,43 @@ mod tests {
         assert_eq!(chunks[0].text, "The cat sat. The dog ran!");
         assert_eq!(chunks[1].text, "Did it rain? It did.");
         let with_overlap = chunk_text(0, text, Some(ChunkStrategy::Sentence), 13, 4).unwrap();
-        assert!(with_overlap[1].text.starts_with("The dog ran!"), "{with_overlap:?}");
+        assert!(
+            with_overlap[1].text.starts_with("The dog ran!"),
+            "{with_overlap:?}"
+        );
     }
 
     #[test]
     fn paragraphs_split_at_blank_lines() {
         let text = "First para\nstill first.\n\nSecond para.\n\n\nThird.";
-        assert_eq!(paragraphs(text), vec!["First para\nstill first.", "Second para.", "Third."]);
+        assert_eq!(
+            paragraphs(text),
+            vec!["First para\nstill first.", "Second para.", "Third."]
+        );
         let chunks = chunk_text(0, text, Some(ChunkStrategy::Paragraph), 3, 0).unwrap();
         assert!(chunks.len() >= 3);
     }
 
     #[test]
     fn csv_quotes_text() {
-        let chunks = vec![Chunk { input: 0, index: 0, text: "say \"hi\", ok".into(), tokens: 4 }];
-        let v = format_output(OutputFormat::Csv, &chunks, &[vec![0.5, 1.0]], "m", "p", None, true);
-        assert_eq!(v.as_str().unwrap(), "input,index,tokens,text,d0,d1\n0,0,4,\"say \"\"hi\"\", ok\",0.5,1\n");
+        let chunks = vec![Chunk {
+            input: 0,
+            index: 0,
+            text: "say \"hi\", ok".into(),
+            tokens: 4,
+        }];
+        let v = format_output(
+            OutputFormat::Csv,
+            &chunks,
+            &[vec![0.5, 1.0]],
+            "m",
+            "p",
+            None,
+            true,
+        );
+        assert_eq!(
+            v.as_str().unwrap(),
+            "input,index,tokens,text,d0,d1\n0,0,4,\"say \"\"hi\"\", ok\",0.5,1\n"
+        );
     }
 }

@@ -157,7 +157,11 @@ impl StepGraph {
         }
         for e in &self.edges {
             let arrow = if e.explicit { "-->" } else { "-.->" };
-            out.push_str(&format!("    {} {arrow} {}\n", ident(&e.from), ident(&e.to)));
+            out.push_str(&format!(
+                "    {} {arrow} {}\n",
+                ident(&e.from),
+                ident(&e.to)
+            ));
         }
         out
     }
@@ -212,7 +216,13 @@ fn label(n: &GraphNode) -> String {
 
 fn ident(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -49,15 +49,23 @@ impl Library {
 
     /// The workflow called `name`, seen from a file in `from_dir`; `Ok(None)` when no
     /// place has it.
-    pub fn resolve(&self, name: &str, from_dir: Option<&Path>) -> Result<Option<LoadedWorkflow>, YamlError> {
+    pub fn resolve(
+        &self,
+        name: &str,
+        from_dir: Option<&Path>,
+    ) -> Result<Option<LoadedWorkflow>, YamlError> {
         if name.contains(['/', '\\']) || name.starts_with('.') {
             // A path-like name is read as a path relative to the caller.
-            let p = from_dir.map(|d| d.join(name)).unwrap_or_else(|| PathBuf::from(name));
+            let p = from_dir
+                .map(|d| d.join(name))
+                .unwrap_or_else(|| PathBuf::from(name));
             if p.is_file() {
                 return load_file_with(&p, &self.options).map(Some);
             }
         }
-        let dirs = from_dir.into_iter().chain(self.search_dirs.iter().map(PathBuf::as_path));
+        let dirs = from_dir
+            .into_iter()
+            .chain(self.search_dirs.iter().map(PathBuf::as_path));
         for dir in dirs {
             for ext in ["yaml", "yml"] {
                 let p = dir.join(format!("{name}.{ext}"));
@@ -71,7 +79,10 @@ impl Library {
 
     fn known_names(&self, from_dir: Option<&Path>) -> Vec<String> {
         let mut names: Vec<String> = self.registry.keys().cloned().collect();
-        for dir in from_dir.into_iter().chain(self.search_dirs.iter().map(PathBuf::as_path)) {
+        for dir in from_dir
+            .into_iter()
+            .chain(self.search_dirs.iter().map(PathBuf::as_path))
+        {
             if let Ok(rd) = std::fs::read_dir(dir) {
                 for e in rd.flatten() {
                     let p = e.path();
@@ -90,7 +101,10 @@ impl Library {
 
     /// `root` and every workflow it calls, directly or not, by name. Unknown workflows,
     /// files that do not validate and cycles of calls are errors, located at the call.
-    pub fn closure(&self, root: &LoadedWorkflow) -> Result<BTreeMap<String, LoadedWorkflow>, Diagnostics> {
+    pub fn closure(
+        &self,
+        root: &LoadedWorkflow,
+    ) -> Result<BTreeMap<String, LoadedWorkflow>, Diagnostics> {
         let mut done: BTreeMap<String, LoadedWorkflow> = BTreeMap::new();
         let mut diags = Vec::new();
         let mut stack: Vec<String> = Vec::new();
@@ -138,12 +152,21 @@ impl Library {
                     let mut help = format!(
                         "looked for `{callee}.yaml` in {}{}",
                         dir.display(),
-                        if self.search_dirs.is_empty() { String::new() } else { " and the search path".into() }
+                        if self.search_dirs.is_empty() {
+                            String::new()
+                        } else {
+                            " and the search path".into()
+                        }
                     );
                     if let Some(n) = nearest(&callee, known.iter().map(String::as_str)) {
                         help.push_str(&format!("; did you mean `{n}`?"));
                     }
-                    diags.push(at(&wf, &site, format!("workflow `{callee}` not found"), Some(help)));
+                    diags.push(at(
+                        &wf,
+                        &site,
+                        format!("workflow `{callee}` not found"),
+                        Some(help),
+                    ));
                 }
                 Err(YamlError::Invalid(d)) => diags.extend(d.0),
                 Err(e) => diags.push(at(&wf, &site, e.to_string(), None)),

@@ -36,8 +36,10 @@ mod diag;
 mod duration;
 mod effective;
 mod graph;
+mod lower;
 mod model;
 mod parse;
+mod plugins;
 mod validate;
 mod vote;
 
@@ -49,6 +51,11 @@ pub use chunk::{Chunk, chunk_text, count_tokens, format_output, paragraphs, sent
 pub use diag::{Diagnostic, Diagnostics, Location, Severity};
 pub use duration::{DurationError, DurationStr, parse_duration};
 pub use effective::EffectiveConfig;
+pub use lower::{LowerError, WorkflowSet};
+pub use plugins::{
+    Consensus, DEFAULT_CONSENSUS_TIMEOUT, DEFAULT_EMBEDDING_MODEL, Embeddings, FailoverRun, Iterate,
+    JUDGE_PROMPT, LoopRunner,
+};
 pub use graph::{GraphEdge, GraphNode, NodeKind, StepGraph};
 pub use model::*;
 pub use parse::Limits;
@@ -123,7 +130,13 @@ impl LoadedWorkflow {
         let d = &self.definition;
         let mut out = BTreeSet::new();
         out.extend(d.execution.provider.clone());
-        out.extend(d.execution.providers.iter().flatten().map(|p| p.provider.clone()));
+        out.extend(
+            d.execution
+                .providers
+                .iter()
+                .flatten()
+                .map(|p| p.provider.clone()),
+        );
         for s in &d.steps {
             out.extend(s.provider.clone());
             if let Some(c) = &s.consensus {
@@ -192,13 +205,21 @@ impl LoadedWorkflow {
 }
 
 /// Reads every problem of `text` (named `file` in locations), without building anything.
-pub(crate) fn check(text: &str, file: &str, opts: &LoadOptions) -> (Option<WorkflowFile>, parse::PosIndex, Diagnostics) {
+pub(crate) fn check(
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+) -> (Option<WorkflowFile>, parse::PosIndex, Diagnostics) {
     let file: Arc<str> = Arc::from(file);
     let parsed = parse::parse(text, file.clone(), &opts.limits);
     let mut diags = parsed.diags.clone();
     let structural_ok = diags.is_empty();
     let index = parsed.index.clone();
-    if parsed.header.is_some() || !parsed.steps.is_empty() || !parsed.loops.is_empty() || structural_ok {
+    if parsed.header.is_some()
+        || !parsed.steps.is_empty()
+        || !parsed.loops.is_empty()
+        || structural_ok
+    {
         let mut sink = parse::Sink {
             file,
             index: &index,
@@ -221,7 +242,11 @@ pub(crate) fn check(text: &str, file: &str, opts: &LoadOptions) -> (Option<Workf
     let complete = parsed.steps.len() == parsed.raw_step_names.len()
         && parsed.loops.len() == parsed.raw_loop_names.len();
     let wf = match parsed.header {
-        Some(mut h) if complete && structural_ok && !diags.iter().any(|d| d.severity == Severity::Error) => {
+        Some(mut h)
+            if complete
+                && structural_ok
+                && !diags.iter().any(|d| d.severity == Severity::Error) =>
+        {
             h.steps = parsed.steps.into_iter().map(|(_, s)| s).collect();
             h.loops = parsed.loops.into_iter().map(|(_, l)| l).collect();
             Some(h)
@@ -237,7 +262,11 @@ pub fn load_str(text: &str) -> Result<LoadedWorkflow, YamlError> {
 }
 
 /// Loads a workflow from text, naming it `file` in locations.
-pub fn load_str_with(text: &str, file: &str, opts: &LoadOptions) -> Result<LoadedWorkflow, YamlError> {
+pub fn load_str_with(
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+) -> Result<LoadedWorkflow, YamlError> {
     let (wf, index, diags) = check(text, file, opts);
     match wf {
         Some(definition) => Ok(LoadedWorkflow {
@@ -256,7 +285,10 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<LoadedWorkflow, YamlError> {
 }
 
 /// Loads a workflow file with options.
-pub fn load_file_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<LoadedWorkflow, YamlError> {
+pub fn load_file_with(
+    path: impl AsRef<Path>,
+    opts: &LoadOptions,
+) -> Result<LoadedWorkflow, YamlError> {
     let path = path.as_ref();
     let text = read_limited(path, opts)?;
     let mut wf = load_str_with(&text, &path.display().to_string(), opts)?;
@@ -297,7 +329,10 @@ fn read_limited(path: &Path, opts: &LoadOptions) -> Result<String, YamlError> {
                 column: 1,
             },
             path: String::new(),
-            message: format!("the file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            message: format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
             help: Some("save the file as UTF-8".into()),
         }]))
     })

@@ -33,7 +33,7 @@ pub struct WorkflowFile {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, EnvValue>,
     /// The steps (at least one).
-    #[serde(default)]
+    #[schemars(length(min = 1))]
     pub steps: Vec<Step>,
     /// Iterative loops, run after the steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -79,9 +79,11 @@ pub struct ExecutionContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Temperature, 0.0 to 2.0 (default 0.7).
+    #[schemars(range(min = 0.0, max = 2.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Completion-token limit, 1 to 128000.
+    #[schemars(range(min = 1, max = 128000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// MCP servers to enable.
@@ -126,9 +128,11 @@ pub struct ProviderFallback {
     /// Model name.
     pub model: String,
     /// Temperature for this provider.
+    #[schemars(range(min = 0.0, max = 2.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Completion-token limit for this provider.
+    #[schemars(range(min = 1, max = 128000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// Call timeout for this provider.
@@ -191,9 +195,11 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Temperature override.
+    #[schemars(range(min = 0.0, max = 2.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Completion-token limit override.
+    #[schemars(range(min = 1, max = 128000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// MCP servers override.
@@ -343,6 +349,7 @@ pub struct ConsensusConfig {
     /// The prompt sent to every execution (supports `{{ }}`).
     pub prompt: String,
     /// The executions (at least two).
+    #[schemars(length(min = 2))]
     pub executions: Vec<ConsensusExecution>,
     /// How many must agree.
     pub require: Threshold,
@@ -360,9 +367,11 @@ pub struct ConsensusExecution {
     /// Model name.
     pub model: String,
     /// Temperature override.
+    #[schemars(range(min = 0.0, max = 2.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Completion-token limit override.
+    #[schemars(range(min = 1, max = 128000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// MCP servers override.
@@ -419,8 +428,10 @@ pub struct LoopDef {
     #[serde(rename = "with", default, skip_serializing_if = "Map::is_empty")]
     pub with_: Map<String, Value>,
     /// Safety limit: never more iterations than this (retries included).
+    #[schemars(range(min = 1))]
     pub max_iterations: u32,
     /// The exit condition, judged by a model after each iteration.
+    #[schemars(length(min = 1))]
     pub until: String,
     /// What a failed iteration does (default `fail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -483,7 +494,10 @@ pub enum LoopMode {
 
 /// Items of an iterate loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged, expecting = "a list of items, or \"file://path.json\" naming a JSON array")]
+#[serde(
+    untagged,
+    expecting = "a list of items, or \"file://path.json\" naming a JSON array"
+)]
 pub enum Items {
     /// Inline items.
     List(Vec<Value>),

@@ -65,10 +65,6 @@ impl PosIndex {
         }
     }
 
-    /// True when `path` itself has a position.
-    pub fn contains(&self, path: &str) -> bool {
-        self.map.contains_key(path)
-    }
 }
 
 /// A diagnostics sink that knows the file and the position index.
@@ -121,7 +117,13 @@ pub(crate) fn join_index(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
 
-fn diag_at(file: &Arc<str>, line: usize, column: usize, message: String, help: Option<String>) -> Diagnostic {
+fn diag_at(
+    file: &Arc<str>,
+    line: usize,
+    column: usize,
+    message: String,
+    help: Option<String>,
+) -> Diagnostic {
     Diagnostic {
         severity: Severity::Error,
         location: Location {
@@ -215,8 +217,12 @@ pub fn scan(src: &str, file: &Arc<str>, limits: &Limits) -> Result<PosIndex, Vec
                         file,
                         line,
                         col,
-                        "a second YAML document starts here; a workflow file holds exactly one".into(),
-                        Some("remove the `---` line and what follows, or put it in its own file".into()),
+                        "a second YAML document starts here; a workflow file holds exactly one"
+                            .into(),
+                        Some(
+                            "remove the `---` line and what follows, or put it in its own file"
+                                .into(),
+                        ),
                     ));
                     return Err(errors);
                 }
@@ -230,7 +236,10 @@ pub fn scan(src: &str, file: &Arc<str>, limits: &Limits) -> Result<PosIndex, Vec
                     })
                 );
                 if is_key {
-                    if let Some(Frame::Map { path, key, seen, .. }) = frames.last_mut() {
+                    if let Some(Frame::Map {
+                        path, key, seen, ..
+                    }) = frames.last_mut()
+                    {
                         let p = join_key(path, &text);
                         if let Some(first) = seen.get(&text) {
                             errors.push(diag_at(
@@ -240,7 +249,10 @@ pub fn scan(src: &str, file: &Arc<str>, limits: &Limits) -> Result<PosIndex, Vec
                                 format!(
                                     "duplicate key `{text}`: it was already set on line {first}"
                                 ),
-                                Some("remove one of the two; YAML keeps only one value per key".into()),
+                                Some(
+                                    "remove one of the two; YAML keeps only one value per key"
+                                        .into(),
+                                ),
                             ));
                         } else {
                             if seen.is_empty() && path.ends_with(']') {
@@ -285,8 +297,14 @@ pub fn scan(src: &str, file: &Arc<str>, limits: &Limits) -> Result<PosIndex, Vec
                         file,
                         line,
                         col,
-                        format!("the YAML is nested more than {} levels deep", limits.max_depth),
-                        Some("a workflow file never needs this much nesting; flatten the structure".into()),
+                        format!(
+                            "the YAML is nested more than {} levels deep",
+                            limits.max_depth
+                        ),
+                        Some(
+                            "a workflow file never needs this much nesting; flatten the structure"
+                                .into(),
+                        ),
                     ));
                     return Err(errors);
                 }
@@ -312,9 +330,8 @@ pub fn scan(src: &str, file: &Arc<str>, limits: &Limits) -> Result<PosIndex, Vec
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 let (anchor, size) = match frames.pop() {
-                    Some(Frame::Map { anchor, size, .. }) | Some(Frame::Seq { anchor, size, .. }) => {
-                        (anchor, size)
-                    }
+                    Some(Frame::Map { anchor, size, .. })
+                    | Some(Frame::Seq { anchor, size, .. }) => (anchor, size),
                     None => (0, 1),
                 };
                 if anchor > 0 {
@@ -427,13 +444,9 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
-            parsed.diags.push(diag_at(
-                &file,
-                line,
-                col,
-                format!("YAML error: {e}"),
-                None,
-            ));
+            parsed
+                .diags
+                .push(diag_at(&file, line, col, format!("YAML error: {e}"), None));
             return parsed;
         }
     };
@@ -473,7 +486,8 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         map.insert(Value::from("steps"), Value::Sequence(Vec::new()));
         for (i, item) in items.into_iter().enumerate() {
             raw_step_names.push(item.get("name").and_then(Value::as_str).map(str::to_owned));
-            if let Some(s) = read_part::<Step>(item, &join_index("steps", i), &mut sink, &mut taint) {
+            if let Some(s) = read_part::<Step>(item, &join_index("steps", i), &mut sink, &mut taint)
+            {
                 steps.push((i, s));
             }
         }
@@ -485,7 +499,9 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         map.insert(Value::from("loops"), Value::Sequence(Vec::new()));
         for (i, item) in items.into_iter().enumerate() {
             raw_loop_names.push(item.get("name").and_then(Value::as_str).map(str::to_owned));
-            if let Some(l) = read_part::<LoopDef>(item, &join_index("loops", i), &mut sink, &mut taint) {
+            if let Some(l) =
+                read_part::<LoopDef>(item, &join_index("loops", i), &mut sink, &mut taint)
+            {
                 loops.push((i, l));
             }
         }
@@ -610,9 +626,11 @@ fn read_part<T: DeserializeOwned>(
                 let segs = segs_of(e.path());
                 let path = path_string(base, &segs);
                 let msg = e.inner().to_string();
-                let in_placeholder = placeholders
-                    .keys()
-                    .any(|p| path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}[")));
+                let in_placeholder = placeholders.keys().any(|p| {
+                    path == *p
+                        || path.starts_with(&format!("{p}."))
+                        || path.starts_with(&format!("{p}["))
+                });
                 if let Some(rest) = msg.strip_prefix("missing field `") {
                     let field = rest.split('`').next().unwrap_or_default().to_owned();
                     let fpath = join_key(&path, &field);
@@ -634,7 +652,11 @@ fn read_part<T: DeserializeOwned>(
                     // A placeholder of the wrong type: try the next kind.
                     let Some(p) = placeholders
                         .keys()
-                        .find(|p| path == **p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}[")))
+                        .find(|p| {
+                            path == **p
+                                || path.starts_with(&format!("{p}."))
+                                || path.starts_with(&format!("{p}["))
+                        })
                         .cloned()
                     else {
                         return None;
@@ -734,7 +756,11 @@ fn plain_type(t: &str) -> String {
 }
 
 fn report(sink: &mut Sink<'_>, path: &str, msg: &str) {
-    let field = path.rsplit(['.', '[']).next().unwrap_or(path).trim_end_matches(']');
+    let field = path
+        .rsplit(['.', '['])
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(']');
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let found = rest.split('`').next().unwrap_or_default().to_owned();
         let valid: Vec<String> = backticked(msg).into_iter().skip(1).collect();
@@ -761,11 +787,7 @@ fn report(sink: &mut Sink<'_>, path: &str, msg: &str) {
             help.push_str(&format!("did you mean `{n}`? "));
         }
         help.push_str(&format!("allowed: {}", valid.join(", ")));
-        sink.error(
-            path,
-            format!("`{field}` cannot be `{found}`"),
-            Some(help),
-        );
+        sink.error(path, format!("`{field}` cannot be `{found}`"), Some(help));
     } else if let Some(rest) = msg.strip_prefix("invalid type: ") {
         let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
         let found = found

@@ -18,16 +18,19 @@ pub fn validate(parsed: &Parsed, sink: &mut Sink<'_>) {
         header(h, sink);
     }
     if parsed.raw_step_names.is_empty() {
-        let path = if parsed.has_steps_list { "steps" } else { "" };
         sink.error(
-            path,
+            "steps",
             "the workflow has no steps; `steps` must have at least one element",
-            Some("add `steps:` with at least one step, e.g. `- name: hello` / `run: \"Say hello\"`".into()),
+            Some(
+                "add `steps:` with at least one step, e.g. `- name: hello` / `run: \"Say hello\"`"
+                    .into(),
+            ),
         );
     }
     names(&parsed.raw_step_names, &parsed.raw_loop_names, sink);
+    let exec_servers = parsed.header.as_ref().and_then(|h| h.execution.servers.clone());
     for (i, step) in &parsed.steps {
-        one_step(*i, step, chain, &parsed.raw_step_names, sink);
+        one_step(*i, step, chain, &exec_servers, &parsed.raw_step_names, sink);
     }
     cycles(parsed, sink);
     for (i, l) in &parsed.loops {
@@ -51,14 +54,17 @@ pub fn is_semver(s: &str) -> bool {
     };
     let parts: Vec<&str> = core.split('.').collect();
     let num_ok = |p: &&str| {
-        !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0'))
+        !p.is_empty()
+            && p.chars().all(|c| c.is_ascii_digit())
+            && (p.len() == 1 || !p.starts_with('0'))
     };
     parts.len() == 3
         && parts.iter().all(num_ok)
         && pre.is_none_or(|p| {
             !p.is_empty()
-                && p.split('.')
-                    .all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                && p.split('.').all(|x| {
+                    !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
         })
 }
 
@@ -129,9 +135,14 @@ pub fn template_syntax(path: &str, field: &str, text: &str, sink: &mut Sink<'_>)
             format!(
                 "the template in `{field}` does not parse: {}{}",
                 e.detail().unwrap_or("syntax error"),
-                e.line().map(|l| format!(" (line {l} of the template)")).unwrap_or_default()
+                e.line()
+                    .map(|l| format!(" (line {l} of the template)"))
+                    .unwrap_or_default()
             ),
-            Some("templates use `{{ name }}` for values and `{% if %}...{% endif %}` for logic".into()),
+            Some(
+                "templates use `{{ name }}` for values and `{% if %}...{% endif %}` for logic"
+                    .into(),
+            ),
         );
     }
 }
@@ -158,18 +169,25 @@ fn header(h: &WorkflowFile, sink: &mut Sink<'_>) {
             Some(format!("write `$schema: \"{SCHEMA_VERSION}\"`")),
         );
     }
-    if non_empty("name", "the workflow `name`", &h.name, sink) && h.name.chars().any(char::is_whitespace)
+    if non_empty("name", "the workflow `name`", &h.name, sink)
+        && h.name.chars().any(char::is_whitespace)
     {
         sink.error(
             "name",
-            format!("the workflow name `{}` contains spaces; it is how other workflows call this one", h.name),
+            format!(
+                "the workflow name `{}` contains spaces; it is how other workflows call this one",
+                h.name
+            ),
             Some("use letters, digits, `_` or `-`".into()),
         );
     }
     if !is_semver(&h.version) {
         sink.error(
             "version",
-            format!("`version` must be a semantic version, found `{}`", h.version),
+            format!(
+                "`version` must be a semantic version, found `{}`",
+                h.version
+            ),
             Some("write MAJOR.MINOR.PATCH, e.g. \"1.0.0\"".into()),
         );
     }
@@ -248,7 +266,12 @@ fn names(steps: &[Option<String>], loops: &[Option<String>], sink: &mut Sink<'_>
         .iter()
         .enumerate()
         .map(|(i, n)| (join_index("steps", i), n))
-        .chain(loops.iter().enumerate().map(|(i, n)| (join_index("loops", i), n)));
+        .chain(
+            loops
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (join_index("loops", i), n)),
+        );
     for (path, n) in all {
         let Some(n) = n else { continue };
         let np = join_key(&path, "name");
@@ -284,10 +307,20 @@ fn names(steps: &[Option<String>], loops: &[Option<String>], sink: &mut Sink<'_>
 }
 
 fn step_names_before(raw: &[Option<String>], i: usize) -> Vec<&str> {
-    raw[..i.min(raw.len())].iter().filter_map(|n| n.as_deref()).collect()
+    raw[..i.min(raw.len())]
+        .iter()
+        .filter_map(|n| n.as_deref())
+        .collect()
 }
 
-fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut Sink<'_>) {
+fn one_step(
+    i: usize,
+    s: &Step,
+    chain: bool,
+    exec_servers: &Option<Vec<String>>,
+    raw: &[Option<String>],
+    sink: &mut Sink<'_>,
+) {
     let p = join_index("steps", i);
     let at = |f: &str| join_key(&p, f);
     // Exactly one mode.
@@ -315,14 +348,22 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
         ),
         1 => {}
         _ => {
-            let second = if modes[1] == "loop.workflow" { at("loop.workflow") } else { at(modes[1]) };
+            let second = if modes[1] == "loop.workflow" {
+                at("loop.workflow")
+            } else {
+                at(modes[1])
+            };
             sink.error(
                 &second,
                 format!(
                     "step `{}` has {} execution modes ({}); a step has exactly one",
                     s.name,
                     modes.len(),
-                    modes.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                    modes
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Some("split it into one step per mode".into()),
             );
@@ -340,7 +381,11 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
             }
             seen.push(n);
             if *n == s.name {
-                sink.error(&np, format!("step `{n}` needs itself"), Some("remove it from `needs`".into()));
+                sink.error(
+                    &np,
+                    format!("step `{n}` needs itself"),
+                    Some("remove it from `needs`".into()),
+                );
             } else if before.contains(&n.as_str()) {
             } else if let Some(j) = raw.iter().position(|r| r.as_deref() == Some(n.as_str())) {
                 let (line, _) = sink.index.get(&join_index("steps", j));
@@ -354,17 +399,33 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
                 );
             } else {
                 let help = match nearest(n, before.iter().copied()) {
-                    Some(m) => format!("did you mean `{m}`? steps before this one: {}", before.join(", ")),
-                    None if before.is_empty() => "this is the first step; nothing comes before it".into(),
+                    Some(m) => format!(
+                        "did you mean `{m}`? steps before this one: {}",
+                        before.join(", ")
+                    ),
+                    None if before.is_empty() => {
+                        "this is the first step; nothing comes before it".into()
+                    }
                     None => format!("steps before this one: {}", before.join(", ")),
                 };
-                sink.error(&np, format!("step `{}` needs `{n}`, which is not a step of this workflow", s.name), Some(help));
+                sink.error(
+                    &np,
+                    format!(
+                        "step `{}` needs `{n}`, which is not a step of this workflow",
+                        s.name
+                    ),
+                    Some(help),
+                );
             }
         }
     }
     if let Some(c) = &s.condition {
         if c.trim().is_empty() {
-            sink.error(&at("if"), "`if` must not be empty", Some("remove it, or write an expression such as \"{{ check == 'YES' }}\"".into()));
+            sink.error(
+                &at("if"),
+                "`if` must not be empty",
+                Some("remove it, or write an expression such as \"{{ check == 'YES' }}\"".into()),
+            );
         } else {
             let env = minijinja::Environment::new();
             if let Err(e) = env.compile_expression(if_expression(c)) {
@@ -383,7 +444,35 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
     }
     temperature(&at("temperature"), s.temperature, sink);
     max_tokens(&at("max_tokens"), s.max_tokens, sink);
-    positive(&at("max_iterations"), "max_iterations", s.max_iterations, sink);
+    positive(
+        &at("max_iterations"),
+        "max_iterations",
+        s.max_iterations,
+        sink,
+    );
+    if s.on_failure == Some(super::model::OnFailure::Retry) {
+        sink.error(
+            &at("on_failure"),
+            "`on_failure: retry` applies to loops; a step takes `continue` or `fail`",
+            Some("use `continue` to let the run go on, or `fail` (the default)".into()),
+        );
+    }
+    let servers = s
+        .servers
+        .as_ref()
+        .or(exec_servers.as_ref())
+        .filter(|v| !v.is_empty());
+    if let Some(servers) = servers {
+        sink.warn(
+            &p,
+            format!(
+                "step `{}` uses MCP servers ({}): tool execution from MCP servers is not supported yet, so running it stops before the first call",
+                s.name,
+                servers.join(", ")
+            ),
+            None,
+        );
+    }
     name_list(&at("servers"), "server", &s.servers, sink);
     name_list(&at("skills"), "skill", &s.skills, sink);
     if chain && s.model.is_some() && s.provider.is_none() {
@@ -414,13 +503,19 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
                 "`embeddings` needs `input` (text or list of texts) or `input_file`",
                 None,
             ),
-            (Some(TextOrList::Many(v)), None) if v.is_empty() => {
-                sink.error(&join_key(&ep, "input"), "`input` must list at least one text", None)
-            }
+            (Some(TextOrList::Many(v)), None) if v.is_empty() => sink.error(
+                &join_key(&ep, "input"),
+                "`input` must list at least one text",
+                None,
+            ),
             (Some(input), None) => {
                 for (k, t) in input.texts().iter().enumerate() {
                     if t.trim().is_empty() {
-                        sink.error(&join_index(&join_key(&ep, "input"), k), "an `input` text must not be empty", None);
+                        sink.error(
+                            &join_index(&join_key(&ep, "input"), k),
+                            "an `input` text must not be empty",
+                            None,
+                        );
                     }
                 }
             }
@@ -428,8 +523,18 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
                 non_empty(&join_key(&ep, "input_file"), "`input_file`", f, sink);
             }
         }
-        positive(&join_key(&ep, "max_chunk_size"), "max_chunk_size", e.max_chunk_size, sink);
-        positive(&join_key(&ep, "dimensions"), "dimensions", e.dimensions, sink);
+        positive(
+            &join_key(&ep, "max_chunk_size"),
+            "max_chunk_size",
+            e.max_chunk_size,
+            sink,
+        );
+        positive(
+            &join_key(&ep, "dimensions"),
+            "dimensions",
+            e.dimensions,
+            sink,
+        );
         let size = e.max_chunk_size.unwrap_or(512);
         if let Some(o) = e.overlap
             && o >= size
@@ -446,8 +551,18 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
     }
     if let Some(c) = &s.consensus {
         let cp = at("consensus");
-        if non_empty(&join_key(&cp, "prompt"), "the consensus `prompt`", &c.prompt, sink) {
-            template_syntax(&join_key(&cp, "prompt"), "consensus.prompt", &c.prompt, sink);
+        if non_empty(
+            &join_key(&cp, "prompt"),
+            "the consensus `prompt`",
+            &c.prompt,
+            sink,
+        ) {
+            template_syntax(
+                &join_key(&cp, "prompt"),
+                "consensus.prompt",
+                &c.prompt,
+                sink,
+            );
         }
         if c.executions.len() < 2 {
             sink.error(
@@ -487,8 +602,18 @@ fn one_step(i: usize, s: &Step, chain: bool, raw: &[Option<String>], sink: &mut 
             ),
             _ => {}
         }
-        positive(&join_key(&lp, "max_workers"), "max_workers", l.max_workers, sink);
-        positive(&join_key(&lp, "max_iterations"), "max_iterations", l.max_iterations, sink);
+        positive(
+            &join_key(&lp, "max_workers"),
+            "max_workers",
+            l.max_workers,
+            sink,
+        );
+        positive(
+            &join_key(&lp, "max_iterations"),
+            "max_iterations",
+            l.max_iterations,
+            sink,
+        );
         if let Some(w) = &l.workflow {
             non_empty(&join_key(&lp, "workflow"), "`loop.workflow`", w, sink);
         }

@@ -123,10 +123,7 @@ pub fn tally(votes: Vec<Vote>, require: Threshold) -> Verdict {
     let top: Vec<&(String, usize, usize)> = groups.iter().filter(|g| g.1 == best).collect();
     let winner = top.iter().min_by_key(|g| g.2).copied();
     let (answer, normalized) = match winner {
-        Some(g) => (
-            votes[g.2].answer.clone().unwrap_or_default(),
-            g.0.clone(),
-        ),
+        Some(g) => (votes[g.2].answer.clone().unwrap_or_default(), g.0.clone()),
         None => (String::new(), String::new()),
     };
     let tie = top.len() > 1;
@@ -135,14 +132,22 @@ pub fn tally(votes: Vec<Vote>, require: Threshold) -> Verdict {
         answer,
         normalized,
         passed: best >= required && best > 0,
-        agreement: if total == 0 { 0.0 } else { best as f64 / total as f64 },
+        agreement: if total == 0 {
+            0.0
+        } else {
+            best as f64 / total as f64
+        },
         agreeing: best,
         total,
         succeeded: votes.iter().filter(|v| v.answer.is_some()).count(),
         required,
         require: require.as_str(),
         tie,
-        tied: if tie { top.iter().map(|g| g.0.clone()).collect() } else { Vec::new() },
+        tied: if tie {
+            top.iter().map(|g| g.0.clone()).collect()
+        } else {
+            Vec::new()
+        },
         executions: votes,
         usage,
     }
@@ -157,7 +162,11 @@ impl Verdict {
         let failures: Vec<String> = self
             .executions
             .iter()
-            .filter_map(|v| v.error.as_ref().map(|e| format!("{}/{}: {e}", v.provider, v.model)))
+            .filter_map(|v| {
+                v.error
+                    .as_ref()
+                    .map(|e| format!("{}/{}: {e}", v.provider, v.model))
+            })
             .collect();
         let failed = if failures.is_empty() {
             String::new()
@@ -173,7 +182,11 @@ impl Verdict {
             let answers: Vec<String> = self
                 .executions
                 .iter()
-                .filter_map(|v| v.normalized.as_ref().map(|n| format!("{}/{}: {n:?}", v.provider, v.model)))
+                .filter_map(|v| {
+                    v.normalized
+                        .as_ref()
+                        .map(|n| format!("{}/{}: {n:?}", v.provider, v.model))
+                })
                 .collect();
             Some(format!(
                 "no consensus: the most common answer {:?} had {} of {} votes, and `{}` needs {} (answers: {}){failed}",
@@ -198,7 +211,11 @@ mod tests {
             model: "m".into(),
             answer: a.map(str::to_owned),
             normalized: a.map(normalize_answer),
-            error: if a.is_none() { Some("timed out".into()) } else { None },
+            error: if a.is_none() {
+                Some("timed out".into())
+            } else {
+                None
+            },
             usage: None,
             answered_by: None,
             latency_ms: 0.0,
@@ -217,21 +234,43 @@ mod tests {
 
     #[test]
     fn two_of_three_pass_with_a_dissent() {
-        let r = tally(vec![v("a", Some("YES")), v("b", Some("no")), v("c", Some("Yes."))], Threshold::TwoThirds);
+        let r = tally(
+            vec![
+                v("a", Some("YES")),
+                v("b", Some("no")),
+                v("c", Some("Yes.")),
+            ],
+            Threshold::TwoThirds,
+        );
         assert!(r.passed);
         assert_eq!(r.normalized, "yes");
         assert_eq!(r.answer, "YES");
         assert_eq!(r.agreeing, 2);
         assert!((r.agreement - 2.0 / 3.0).abs() < 1e-9);
         assert!(!r.tie);
-        let r = tally(vec![v("a", Some("YES")), v("b", Some("no")), v("c", Some("Yes."))], Threshold::Unanimous);
+        let r = tally(
+            vec![
+                v("a", Some("YES")),
+                v("b", Some("no")),
+                v("c", Some("Yes.")),
+            ],
+            Threshold::Unanimous,
+        );
         assert!(!r.passed);
         assert!(r.failure().unwrap().contains("no consensus"));
     }
 
     #[test]
     fn ties_break_by_execution_order_and_are_reported() {
-        let r = tally(vec![v("a", Some("no")), v("b", Some("yes")), v("c", Some("YES")), v("d", Some("No"))], Threshold::Majority);
+        let r = tally(
+            vec![
+                v("a", Some("no")),
+                v("b", Some("yes")),
+                v("c", Some("YES")),
+                v("d", Some("No")),
+            ],
+            Threshold::Majority,
+        );
         assert!(r.tie);
         assert_eq!(r.normalized, "no");
         assert_eq!(r.tied, vec!["no", "yes"]);
@@ -240,7 +279,10 @@ mod tests {
 
     #[test]
     fn too_few_successes_say_so() {
-        let r = tally(vec![v("a", Some("yes")), v("b", None), v("c", None)], Threshold::Majority);
+        let r = tally(
+            vec![v("a", Some("yes")), v("b", None), v("c", None)],
+            Threshold::Majority,
+        );
         assert!(!r.passed);
         let f = r.failure().unwrap();
         assert!(f.contains("only 1 of 3 executions succeeded"), "{f}");
