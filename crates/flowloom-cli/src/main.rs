@@ -17,7 +17,9 @@ mod cli;
 mod error;
 mod estimate;
 mod input;
+mod progress;
 mod providers;
+mod run;
 mod validate;
 
 use std::process::ExitCode;
@@ -47,6 +49,6 @@ fn dispatch(cli: Cli) -> Result<Exit, CliError> {
             Ok(validate::validate(args, &providers))
         }
         Command::Estimate(args) => estimate::run(args),
-        Command::Run(_) => Err(CliError::usage("not yet")),
+        Command::Run(args) => run::run(args, cli.providers.as_deref()),
     }
 }
