@@ -9,7 +9,7 @@
 //! tracing::subscriber::with_default(subscriber, || {
 //!     let span = tracing::info_span!("step", step.name = "draft");
 //!     let _g = span.enter();
-//!     tracing::info!(target: "flowloom::transition", step.status = "RUNNING");
+//!     tracing::event!(target: "flowloom::transition", tracing::Level::INFO, step.status = "RUNNING");
 //! });
 //! let spans = capture.spans_named("step");
 //! assert_eq!(spans[0].field("step.name"), Some("draft"));

@@ -281,12 +281,21 @@ impl ObservabilityConfig {
         self
     }
 
-    /// The filter the level (or `filter`) makes.
+    /// The filter the level (or `filter`) makes. Without an explicit `filter`, the
+    /// exporters' own crates (`opentelemetry*`, `hyper`, `reqwest`, `h2`) log at WARN at most,
+    /// so exporting telemetry does not produce telemetry about itself.
     pub fn env_filter(&self) -> Result<EnvFilter, InitError> {
-        let directives = self
-            .filter
-            .clone()
-            .unwrap_or_else(|| self.level.as_str().to_owned());
+        let directives = self.filter.clone().unwrap_or_else(|| {
+            let level = self.level.as_str();
+            let quiet = match self.level {
+                LogLevel::Error => "error",
+                _ => "warn",
+            };
+            format!(
+                "{level},opentelemetry={quiet},opentelemetry_sdk={quiet},\
+                 opentelemetry_otlp={quiet},hyper={quiet},hyper_util={quiet},reqwest={quiet},h2={quiet}"
+            )
+        });
         EnvFilter::builder()
             .parse(&directives)
             .map_err(|e| InitError::Config {

@@ -13,9 +13,9 @@
 //! let counts = layer.counts();
 //! let subscriber = tracing_subscriber::registry().with(layer);
 //! tracing::subscriber::with_default(subscriber, || {
-//!     tracing::info!(target: "flowloom::transition", workflow.id = "r1", workflow.status = "RUNNING");
-//!     tracing::info!(target: "flowloom::transition", workflow.id = "r1", step.name = "a", step.status = "COMPLETED");
-//!     tracing::info!(target: "flowloom::transition", workflow.id = "r1", workflow.status = "COMPLETED");
+//!     tracing::event!(target: "flowloom::transition", tracing::Level::INFO, workflow.id = "r1", workflow.status = "RUNNING");
+//!     tracing::event!(target: "flowloom::transition", tracing::Level::INFO, workflow.id = "r1", step.name = "a", step.status = "COMPLETED");
+//!     tracing::event!(target: "flowloom::transition", tracing::Level::INFO, workflow.id = "r1", workflow.status = "COMPLETED");
 //! });
 //! assert_eq!(counts.runs("COMPLETED"), 1);
 //! assert_eq!(counts.steps("COMPLETED"), 1);

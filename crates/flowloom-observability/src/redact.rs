@@ -162,7 +162,14 @@ impl Redactor {
                 if re.is_match(&out) {
                     let replaced = re
                         .replace_all(&out, |c: &regex::Captures<'_>| {
-                            format!("{}{REDACTED}", c.get(1).map_or("", |m| m.as_str()))
+                            let whole = c.get(0).map_or("", |m| m.as_str());
+                            let keep = c.get(1).map_or("", |m| m.as_str());
+                            // Already redacted (by a secret value or an earlier pattern).
+                            if whole[keep.len()..].starts_with("[REDACTED") {
+                                whole.to_owned()
+                            } else {
+                                format!("{keep}{REDACTED}")
+                            }
                         })
                         .into_owned();
                     out = Cow::Owned(replaced);
@@ -438,6 +445,20 @@ mod tests {
             let out = r.redact(input);
             assert!(!out.contains(gone), "{input} -> {out}");
             assert!(out.contains(REDACTED), "{input} -> {out}");
+        }
+    }
+
+    #[test]
+    fn redaction_is_idempotent() {
+        let r = Redactor::new().with_secret("canary-secret-99");
+        for input in [
+            r#"{"api_key":"canary-secret-99"}"#,
+            "Authorization: Bearer canary-secret-99",
+            "x-api-key: canary-secret-99",
+        ] {
+            let once = r.redact(input).into_owned();
+            assert!(!once.contains("]]"), "{once}");
+            assert_eq!(r.redact(&once), once);
         }
     }
 

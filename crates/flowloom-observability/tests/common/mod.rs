@@ -1,5 +1,6 @@
 //! Test helpers: scripted model services.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +58,12 @@ impl Mock {
         r.response_id = Some(format!("resp-{}", self.calls.load(Ordering::Relaxed)));
         r.finish_reason = FinishReason::Stop;
         if self.report_usage {
-            r = r.with_usage(TokenUsage::new(words, self.completion, req.model.clone(), self.provider));
+            r = r.with_usage(TokenUsage::new(
+                words,
+                self.completion,
+                req.model.clone(),
+                self.provider,
+            ));
         }
         Ok(r)
     }
@@ -91,7 +97,11 @@ impl tower::Service<EmbeddingRequest> for Mock {
             if let Some(e) = fail {
                 return Err(e);
             }
-            let tokens: u64 = req.input.iter().map(|t| t.split_whitespace().count() as u64).sum();
+            let tokens: u64 = req
+                .input
+                .iter()
+                .map(|t| t.split_whitespace().count() as u64)
+                .sum();
             Ok(EmbeddingResponse {
                 embeddings: req.input.iter().map(|_| vec![0.0, 1.0]).collect(),
                 model: req.model.clone(),
