@@ -2,6 +2,8 @@
 //! error, with its location, containing the fragment its first line expects; none panics and
 //! none hangs. Plus the files too hostile to commit, generated here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use flowloom_engine::yaml::{self, Diagnostics, LoadOptions};

@@ -1,6 +1,8 @@
 //! Every example in `fixtures/workflows/` runs on scripted mock providers, and its outputs,
 //! the requests the models got (inheritance) and the step statuses are asserted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use flowloom_core::{StepStatus, WorkflowResult};
@@ -19,9 +21,15 @@ fn mock(name: &str, script: &str) -> MockProvider {
         .with_name(name)
 }
 
-async fn run_set(set: &WorkflowSet, builder: EngineBuilder, input: &str) -> Result<WorkflowResult, RunError> {
+async fn run_set(
+    set: &WorkflowSet,
+    builder: EngineBuilder,
+    input: &str,
+) -> Result<WorkflowResult, RunError> {
     let engine = set.register(builder).build().unwrap();
-    engine.run_named(set.root_name(), set.run_options(input)).await
+    engine
+        .run_named(set.root_name(), set.run_options(input))
+        .await
 }
 
 fn load(name: &str) -> WorkflowSet {
@@ -46,7 +54,9 @@ fn every_fixture_validates() {
 async fn hello() {
     let set = load("hello.yaml");
     let m = MockProvider::echo();
-    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "world").await.unwrap();
+    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "world")
+        .await
+        .unwrap();
     assert_eq!(r.output_text(), Some("Say hello to world"));
     let req = m.last_request().unwrap();
     assert_eq!(req.model, "gpt-4o-mini");
@@ -70,30 +80,64 @@ rules:
     respond: "LGTM"
 "#,
     );
-    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "fn main() {}").await.unwrap();
+    let r = run_set(
+        &set,
+        Engine::builder().provider("mock", m.clone()),
+        "fn main() {}",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.output_text(), Some("LGTM"));
     assert_eq!(r.step_output("initial_review"), Some("no bugs"));
     assert_eq!(r.step_output("security_scan"), Some("no vulnerabilities"));
     let reqs = m.requests();
     assert_eq!(reqs.len(), 4);
-    let find = |p: &str| reqs.iter().find(|r| r.prompt().unwrap().starts_with(p)).unwrap().clone();
+    let find = |p: &str| {
+        reqs.iter()
+            .find(|r| r.prompt().unwrap().starts_with(p))
+            .unwrap()
+            .clone()
+    };
     let first = find("Review this code");
-    assert!(first.prompt().unwrap().contains("(strict style)"), "env is interpolated");
+    assert!(
+        first.prompt().unwrap().contains("(strict style)"),
+        "env is interpolated"
+    );
     assert_eq!(first.temperature, 0.7);
     assert_eq!(find("Scan for security").temperature, 0.2, "step override");
-    assert_eq!(find("Check the style").model, "gpt-4o-mini", "step model override");
+    assert_eq!(
+        find("Check the style").model,
+        "gpt-4o-mini",
+        "step model override"
+    );
     let summary = find("Summarize the review");
     assert_eq!(summary.max_tokens, 300);
     assert_eq!(summary.model, "gpt-4o");
     assert!(summary.prompt().unwrap().contains("Bugs: no bugs"));
-    assert!(summary.prompt().unwrap().contains("Security: no vulnerabilities"));
+    assert!(
+        summary
+            .prompt()
+            .unwrap()
+            .contains("Security: no vulnerabilities")
+    );
     assert!(summary.prompt().unwrap().contains("Style: style ok"));
     // The summary is last: it needs security_scan and style_check.
-    assert!(reqs.last().unwrap().prompt().unwrap().starts_with("Summarize"));
+    assert!(
+        reqs.last()
+            .unwrap()
+            .prompt()
+            .unwrap()
+            .starts_with("Summarize")
+    );
 }
 
 fn voters(a: &str, o: &str, d: &str) -> (MockProvider, MockProvider, MockProvider, EngineBuilder) {
-    let ma = mock("anthropic", &format!("default: {{ respond: \"{a}\" }}\nrules:\n  - match: \"^Write release notes\"\n    respond: \"notes\"\n"));
+    let ma = mock(
+        "anthropic",
+        &format!(
+            "default: {{ respond: \"{a}\" }}\nrules:\n  - match: \"^Write release notes\"\n    respond: \"notes\"\n"
+        ),
+    );
     let mo = mock("openai", &format!("default: {{ {o} }}\n"));
     let md = mock("deepseek", &format!("default: {{ {d} }}\n"));
     let b = Engine::builder()
@@ -138,7 +182,10 @@ async fn consensus_gate_skips_release_notes_when_the_vote_says_no() {
     let set = load("consensus_gate.yaml");
     let (_, _, _, b) = voters("NO", "respond: \"no\"", "respond: \"YES\"");
     let r = run_set(&set, b, "rm -rf /").await.unwrap();
-    assert_eq!(r.step("gate").unwrap().output.as_ref().unwrap()["normalized"], json!("no"));
+    assert_eq!(
+        r.step("gate").unwrap().output.as_ref().unwrap()["normalized"],
+        json!("no")
+    );
     assert_eq!(r.step("release_notes").unwrap().status, StepStatus::Skipped);
 }
 
@@ -164,7 +211,10 @@ async fn consensus_executions_share_one_timeout() {
     let gate = r.step("gate").unwrap().output.clone().unwrap();
     assert_eq!(gate["passed"], json!(true));
     let slow = &gate["executions"][2];
-    assert!(slow["error"].as_str().unwrap().contains("timed out"), "{slow}");
+    assert!(
+        slow["error"].as_str().unwrap().contains("timed out"),
+        "{slow}"
+    );
     assert!(slow["answer"].is_null());
 }
 
@@ -185,17 +235,24 @@ rules:
     latency: 10ms
 "#,
     );
-    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "").await.unwrap();
+    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "")
+        .await
+        .unwrap();
     let slogans = r.step("slogans").unwrap().output.clone().unwrap();
     assert_eq!(slogans, json!(["Rust: fast", "YAML: data", "Tokio: async"]));
     assert!(
-        m.requests().iter().any(|q| q.prompt().unwrap() == "Write a slogan about yaml (item 2 of 3)"),
+        m.requests()
+            .iter()
+            .any(|q| q.prompt().unwrap() == "Write a slogan about yaml (item 2 of 3)"),
         "item and loop variables reach the prompt"
     );
     let summaries = r.step("summaries").unwrap().output.clone().unwrap();
     assert_eq!(
         summaries,
-        json!(["Summarize (brief): ownership", "Summarize (brief): borrowing"])
+        json!([
+            "Summarize (brief): ownership",
+            "Summarize (brief): borrowing"
+        ])
     );
 }
 
@@ -204,7 +261,9 @@ async fn template_composition_passes_with_values_as_variables() {
     let set = load("composed.yaml");
     assert_eq!(set.names(), vec!["composed", "summarize_text"]);
     let m = MockProvider::echo();
-    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "rust").await.unwrap();
+    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "rust")
+        .await
+        .unwrap();
     assert_eq!(
         r.output_text(),
         Some("Summarize (one line): Draft an article about rust")
@@ -217,20 +276,37 @@ async fn template_composition_passes_with_values_as_variables() {
 async fn embeddings_chunk_embed_and_write_outputs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::copy(fixtures().join("embeddings.yaml"), dir.path().join("embeddings.yaml")).unwrap();
-    std::fs::copy(fixtures().join("data/notes.txt"), dir.path().join("data/notes.txt")).unwrap();
+    std::fs::copy(
+        fixtures().join("embeddings.yaml"),
+        dir.path().join("embeddings.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures().join("data/notes.txt"),
+        dir.path().join("data/notes.txt"),
+    )
+    .unwrap();
     let set = WorkflowSet::load(dir.path().join("embeddings.yaml")).unwrap();
     let m = MockProvider::echo();
-    let b = Engine::builder().provider("mock", m.clone()).embedding_provider("mock", m.clone());
+    let b = Engine::builder()
+        .provider("mock", m.clone())
+        .embedding_provider("mock", m.clone());
     let r = run_set(&set, b, "").await.unwrap();
     let docs = r.step("embed_docs").unwrap().output.clone().unwrap();
     let chunks = docs["chunks"].as_array().unwrap();
     // "Rust is fast. Rust is safe." is 8 tokens with the joining space: 2 chunks of 4; and 1.
     let texts: Vec<&str> = chunks.iter().map(|c| c["text"].as_str().unwrap()).collect();
-    assert_eq!(texts, vec!["Rust is fast.", "Rust is safe.", "YAML is data."]);
+    assert_eq!(
+        texts,
+        vec!["Rust is fast.", "Rust is safe.", "YAML is data."]
+    );
     assert_eq!(chunks[2]["input"], json!(1));
     assert!(chunks.iter().all(|c| c["tokens"].as_u64().unwrap() <= 8));
-    assert!(chunks.iter().all(|c| c["embedding"].as_array().unwrap().len() == 4));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["embedding"].as_array().unwrap().len() == 4)
+    );
     assert_eq!(docs["dimensions"], json!(4));
     assert_eq!(docs["model"], json!("text-embedding-3-small"));
     let reqs = m.embedding_requests();
@@ -247,31 +323,54 @@ async fn embeddings_chunk_embed_and_write_outputs() {
     let rows: Vec<&str> = lines
         .filter(|l| l.starts_with("0,") && l.split(',').nth(3).is_some_and(|t| t.starts_with('"')))
         .collect();
-    let total = yaml::count_tokens(&std::fs::read_to_string(dir.path().join("data/notes.txt")).unwrap()).unwrap();
+    let total =
+        yaml::count_tokens(&std::fs::read_to_string(dir.path().join("data/notes.txt")).unwrap())
+            .unwrap();
     assert_eq!(rows.len(), (total - 16).div_ceil(12) + 1, "{written}");
 }
 
 #[tokio::test]
 async fn failover_moves_to_the_backup_with_its_own_settings() {
     let set = load("failover.yaml");
-    assert_eq!(set.providers().into_iter().collect::<Vec<_>>(), vec!["backup", "primary"]);
+    assert_eq!(
+        set.providers().into_iter().collect::<Vec<_>>(),
+        vec!["backup", "primary"]
+    );
     let primary = mock("primary", "default: { error: server, status: 503 }\n");
     let backup = mock("backup", "default: { respond: \"from the backup\" }\n");
-    let b = Engine::builder().provider("primary", primary.clone()).provider("backup", backup.clone());
+    let b = Engine::builder()
+        .provider("primary", primary.clone())
+        .provider("backup", backup.clone());
     let r = run_set(&set, b, "why?").await.unwrap();
     assert_eq!(r.output_text(), Some("from the backup"));
     assert_eq!(primary.last_request().unwrap().model, "big-model");
-    assert_eq!(primary.last_request().unwrap().temperature, 0.7, "inherited from execution");
+    assert_eq!(
+        primary.last_request().unwrap().temperature,
+        0.7,
+        "inherited from execution"
+    );
     let br = backup.last_request().unwrap();
     assert_eq!(br.model, "small-model");
     assert_eq!(br.temperature, 0.3, "the chain entry's own temperature");
     assert_eq!(br.prompt(), Some("Answer briefly: why?"));
     assert_eq!(r.metrics.llm_calls, 2);
     // Every provider down: the step fails naming each.
-    let b = Engine::builder().provider("primary", primary).provider("backup", mock("backup", "default: { error: server }\n"));
+    let b = Engine::builder()
+        .provider("primary", primary)
+        .provider("backup", mock("backup", "default: { error: server }\n"));
     let err = run_set(&set, b, "why?").await.unwrap_err();
-    let msg = err.result().unwrap().step("answer").unwrap().error.clone().unwrap();
-    assert!(msg.contains("all 2 providers of the failover chain failed"), "{msg}");
+    let msg = err
+        .result()
+        .unwrap()
+        .step("answer")
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
+    assert!(
+        msg.contains("all 2 providers of the failover chain failed"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -291,10 +390,18 @@ rules:
     respond: "noted"
 "#,
     );
-    let r = run_set(&set, Engine::builder().provider("mock", m.clone()), "What is Rust?").await.unwrap();
+    let r = run_set(
+        &set,
+        Engine::builder().provider("mock", m.clone()),
+        "What is Rust?",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.step_output("answer"), Some("an answer"));
     assert_eq!(r.step("acknowledge").unwrap().status, StepStatus::Skipped);
-    let r = run_set(&set, Engine::builder().provider("mock", m), "Rust is nice.").await.unwrap();
+    let r = run_set(&set, Engine::builder().provider("mock", m), "Rust is nice.")
+        .await
+        .unwrap();
     assert_eq!(r.step("answer").unwrap().status, StepStatus::Skipped);
     assert_eq!(r.step_output("acknowledge"), Some("noted"));
 }
@@ -307,7 +414,9 @@ async fn refine_loop_runs_until_the_judge_says_yes() {
         "judge",
         "rules:\n  - sequence:\n      - { respond: \"NO\" }\n      - { respond: \"No.\" }\n      - { respond: \"YES\" }\n",
     );
-    let b = Engine::builder().provider("mock", m.clone()).provider("judge", judge.clone());
+    let b = Engine::builder()
+        .provider("mock", m.clone())
+        .provider("judge", judge.clone());
     let r = run_set(&set, b, "tides").await.unwrap();
     let out = r.step("refine").unwrap().output.clone().unwrap();
     assert_eq!(out["iterations"], json!(3));
@@ -319,19 +428,34 @@ async fn refine_loop_runs_until_the_judge_says_yes() {
         json!("Improve round 1: Write a first draft about tides | previous: ")
     );
     // loop.last.output feeds the next round.
-    assert!(drafts[1].as_str().unwrap().ends_with("| previous: Improve round 1: Write a first draft about tides | previous: "));
+    assert!(
+        drafts[1]
+            .as_str()
+            .unwrap()
+            .ends_with("| previous: Improve round 1: Write a first draft about tides | previous: ")
+    );
     assert_eq!(out["output"], drafts[2]);
     let jr = judge.requests();
     assert_eq!(jr.len(), 3);
-    assert!(jr.iter().all(|q| q.temperature == 0.0 && q.model == "judge-model"));
-    assert!(jr[0].prompt().unwrap().contains("Condition: The draft is final"));
+    assert!(
+        jr.iter()
+            .all(|q| q.temperature == 0.0 && q.model == "judge-model")
+    );
+    assert!(
+        jr[0]
+            .prompt()
+            .unwrap()
+            .contains("Condition: The draft is final")
+    );
 }
 
 #[tokio::test]
 async fn loops_never_pass_max_iterations() {
     let set = load("refine_loop.yaml");
     let judge = mock("judge", "default: { respond: \"NO\" }\n");
-    let b = Engine::builder().provider("mock", MockProvider::echo()).provider("judge", judge.clone());
+    let b = Engine::builder()
+        .provider("mock", MockProvider::echo())
+        .provider("judge", judge.clone());
     let r = run_set(&set, b, "tides").await.unwrap();
     let out = r.step("refine").unwrap().output.clone().unwrap();
     assert_eq!(out["iterations"], json!(5));
@@ -344,24 +468,40 @@ fn mcp_servers_validate_but_do_not_run() {
     let path = fixtures().join("mcp_tools.yaml");
     let d = yaml::validate_file(&path);
     assert!(!d.has_errors(), "{d}");
-    assert!(d.to_string().contains("not supported yet"), "validate warns: {d}");
+    assert!(
+        d.to_string().contains("not supported yet"),
+        "validate warns: {d}"
+    );
     let err = WorkflowSet::load(&path).unwrap_err();
     assert!(matches!(err, LowerError::ToolsUnsupported { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("step `list_files` needs MCP servers (filesystem)"), "{msg}");
-    assert!(msg.contains("tool execution from MCP servers is not supported yet"), "{msg}");
+    assert!(
+        msg.contains("step `list_files` needs MCP servers (filesystem)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("tool execution from MCP servers is not supported yet"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn template_cycles_are_rejected_before_running() {
     let dir = tempfile::tempdir().unwrap();
     let wf = |name: &str, calls: &str| {
-        format!("$schema: workflow/v2.0\nname: {name}\nversion: 1.0.0\ndescription: d\nexecution: {{provider: mock, model: m}}\nsteps:\n  - name: s\n    template:\n      name: {calls}\n")
+        format!(
+            "$schema: workflow/v2.0\nname: {name}\nversion: 1.0.0\ndescription: d\nexecution: {{provider: mock, model: m}}\nsteps:\n  - name: s\n    template:\n      name: {calls}\n"
+        )
     };
     std::fs::write(dir.path().join("ping.yaml"), wf("ping", "pong")).unwrap();
     std::fs::write(dir.path().join("pong.yaml"), wf("pong", "ping")).unwrap();
-    let err = WorkflowSet::load(dir.path().join("ping.yaml")).unwrap_err().to_string();
-    assert!(err.contains("template calls form a cycle: ping → pong → ping"), "{err}");
+    let err = WorkflowSet::load(dir.path().join("ping.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("template calls form a cycle: ping → pong → ping"),
+        "{err}"
+    );
     assert!(err.contains("pong.yaml:9:"), "located at the call: {err}");
     let d = yaml::validate_file(dir.path().join("ping.yaml"));
     assert!(d.to_string().contains("cycle"), "{d}");
@@ -405,9 +545,7 @@ steps:
 "#;
     let wf = yaml::load_str(text).unwrap();
     let d = &wf.definition;
-    let view = |c: &EffectiveConfig| {
-        json!({"provider": c.provider, "model": c.model, "temperature": c.temperature, "servers": c.servers})
-    };
+    let view = |c: &EffectiveConfig| json!({"provider": c.provider, "model": c.model, "temperature": c.temperature, "servers": c.servers});
     let servers = json!(["filesystem"]);
     assert_eq!(
         view(&wf.effective_config("step1").unwrap()),
@@ -431,20 +569,33 @@ steps:
     );
     assert_eq!(e1.skills, vec!["docx", "xlsx"]);
     // The consensus example of the spec: the step's 0.2 reaches executions without their own.
-    let wf = yaml::load_str(&text.replace("  - name: step3\n", "  - name: step3\n    temperature: 0.2\n")).unwrap();
+    let wf = yaml::load_str(&text.replace(
+        "  - name: step3\n",
+        "  - name: step3\n    temperature: 0.2\n",
+    ))
+    .unwrap();
     let d = &wf.definition;
     let s3 = &d.steps[2];
     let ex = &s3.consensus.as_ref().unwrap().executions;
-    assert_eq!(EffectiveConfig::of_consensus(&d.execution, s3, &ex[0]).temperature, Some(0.2));
-    assert_eq!(EffectiveConfig::of_consensus(&d.execution, s3, &ex[1]).temperature, Some(0.1));
+    assert_eq!(
+        EffectiveConfig::of_consensus(&d.execution, s3, &ex[0]).temperature,
+        Some(0.2)
+    );
+    assert_eq!(
+        EffectiveConfig::of_consensus(&d.execution, s3, &ex[1]).temperature,
+        Some(0.1)
+    );
 }
 
 #[test]
 fn graph_and_providers_for_the_cli() {
     let wf = yaml::load_file(fixtures().join("code_review.yaml")).unwrap();
     let g = wf.graph();
-    let edges: Vec<(String, String, bool)> =
-        g.edges.iter().map(|e| (e.from.clone(), e.to.clone(), e.explicit)).collect();
+    let edges: Vec<(String, String, bool)> = g
+        .edges
+        .iter()
+        .map(|e| (e.from.clone(), e.to.clone(), e.explicit))
+        .collect();
     assert_eq!(
         edges,
         vec![
@@ -464,6 +615,11 @@ fn graph_and_providers_for_the_cli() {
         vec!["anthropic", "deepseek", "openai"]
     );
     let loops = yaml::load_file(fixtures().join("refine_loop.yaml")).unwrap();
-    assert!(loops.graph().to_mermaid().contains("first_draft -.-> refine"));
+    assert!(
+        loops
+            .graph()
+            .to_mermaid()
+            .contains("first_draft -.-> refine")
+    );
     let _: Value = serde_json::to_value(&g).unwrap();
 }

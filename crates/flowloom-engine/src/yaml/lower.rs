@@ -237,7 +237,8 @@ impl LoadedWorkflow {
             return Ok(Step::llm(&s.name, prompt.clone()));
         }
         if let Some(t) = &s.template {
-            return Ok(Step::workflow(&s.name, WorkflowRef::Named(t.name.clone())).with_all(t.with_.clone()));
+            return Ok(Step::workflow(&s.name, WorkflowRef::Named(t.name.clone()))
+                .with_all(t.with_.clone()));
         }
         if let Some(c) = &s.consensus {
             let executions: Vec<EffectiveConfig> = c

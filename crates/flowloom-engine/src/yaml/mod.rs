@@ -51,14 +51,14 @@ pub use chunk::{Chunk, chunk_text, count_tokens, format_output, paragraphs, sent
 pub use diag::{Diagnostic, Diagnostics, Location, Severity};
 pub use duration::{DurationError, DurationStr, parse_duration};
 pub use effective::EffectiveConfig;
-pub use lower::{LowerError, WorkflowSet};
-pub use plugins::{
-    Consensus, DEFAULT_CONSENSUS_TIMEOUT, DEFAULT_EMBEDDING_MODEL, Embeddings, FailoverRun, Iterate,
-    JUDGE_PROMPT, LoopRunner,
-};
 pub use graph::{GraphEdge, GraphNode, NodeKind, StepGraph};
+pub use lower::{LowerError, WorkflowSet};
 pub use model::*;
 pub use parse::Limits;
+pub use plugins::{
+    Consensus, DEFAULT_CONSENSUS_TIMEOUT, DEFAULT_EMBEDDING_MODEL, Embeddings, FailoverRun,
+    Iterate, JUDGE_PROMPT, LoopRunner,
+};
 pub use validate::if_expression;
 pub use vote::{Verdict, Vote, normalize_answer, tally};
 
@@ -233,7 +233,7 @@ pub(crate) fn check(
         };
         diags.extend(sink.out.into_iter().filter(|d| {
             !parsed.error_paths.iter().any(|e| under(&d.path, e))
-                && !parsed.partial_roots.iter().any(|r| d.path == *r)
+                && !parsed.partial_roots.contains(&d.path)
         }));
     }
     diags.sort_by(|a, b| {

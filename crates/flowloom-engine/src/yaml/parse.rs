@@ -64,7 +64,6 @@ impl PosIndex {
             }
         }
     }
-
 }
 
 /// A diagnostics sink that knows the file and the position index.
@@ -650,17 +649,14 @@ fn read_part<T: DeserializeOwned>(
                 }
                 if in_placeholder {
                     // A placeholder of the wrong type: try the next kind.
-                    let Some(p) = placeholders
+                    let p = placeholders
                         .keys()
                         .find(|p| {
                             path == **p
                                 || path.starts_with(&format!("{p}."))
                                 || path.starts_with(&format!("{p}["))
                         })
-                        .cloned()
-                    else {
-                        return None;
-                    };
+                        .cloned()?;
                     let psegs = segs_for_placeholder(&segs, base, &p);
                     let variant = backticked(&msg).into_iter().nth(1);
                     if !insert_placeholder(&mut value, &psegs, &p, &mut placeholders, variant) {

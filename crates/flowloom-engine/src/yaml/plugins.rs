@@ -62,7 +62,11 @@ fn request_for(cfg: &EffectiveConfig, prompt: String) -> LlmRequest {
 
 /// The variables a step's own templates see, plus `extra`: `input`, every earlier step's
 /// output by name and as `steps.<name>.output`, the workflow variables, and `env`.
-pub(crate) fn context_of(rt: &StepRuntime, env: &Map<String, Value>, extra: Map<String, Value>) -> Value {
+pub(crate) fn context_of(
+    rt: &StepRuntime,
+    env: &Map<String, Value>,
+    extra: Map<String, Value>,
+) -> Value {
     let ctx = rt.ctx();
     let mut m = Map::new();
     for (k, v) in &ctx.variables {
@@ -111,12 +115,19 @@ fn render_in(env: &Environment<'_>, value: &Value, ctx: &Value) -> Result<Value,
                     serde_json::to_value(&v).map_err(|e| format!("in {s:?}: {e}"))?
                 }
             } else if s.contains("{{") || s.contains("{%") {
-                Value::String(env.render_str(s, ctx).map_err(|e| format!("in {s:?}: {e}"))?)
+                Value::String(
+                    env.render_str(s, ctx)
+                        .map_err(|e| format!("in {s:?}: {e}"))?,
+                )
             } else {
                 value.clone()
             }
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| render_in(env, x, ctx)).collect::<Result<_, _>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_in(env, x, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(o) => {
             let mut out = Map::new();
             for (k, v) in o {
@@ -171,9 +182,13 @@ impl StepPlugin for FailoverRun {
             let engine = &rt.run.engine;
             let mut entries = Vec::new();
             for f in &self.chain {
-                let (_, svc) = engine
-                    .provider(&f.provider)
-                    .ok_or_else(|| err(format!("provider `{}` of the failover chain is not registered (registered: {})", f.provider, engine.provider_names().join(", "))))?;
+                let (_, svc) = engine.provider(&f.provider).ok_or_else(|| {
+                    err(format!(
+                        "provider `{}` of the failover chain is not registered (registered: {})",
+                        f.provider,
+                        engine.provider_names().join(", ")
+                    ))
+                })?;
                 let mut e = FailoverEntry::new(f.provider.as_str(), svc).model(f.model.clone());
                 if let Some(t) = f.temperature {
                     e = e.temperature(t);
@@ -207,7 +222,9 @@ impl StepPlugin for FailoverRun {
                     match &r.usage {
                         Some(u) => rt.record_usage(u),
                         None => {
-                            rt.run.llm_calls_without_usage.fetch_add(1, Ordering::Relaxed);
+                            rt.run
+                                .llm_calls_without_usage
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     for a in &r.attempts {
@@ -248,7 +265,10 @@ impl StepPlugin for Consensus {
     }
 
     fn providers(&self) -> Vec<String> {
-        self.executions.iter().filter_map(|e| e.provider.clone()).collect()
+        self.executions
+            .iter()
+            .filter_map(|e| e.provider.clone())
+            .collect()
     }
 
     fn execute<'a>(&'a self, rt: &'a StepRuntime) -> BoxFuture<'a, Result<Value, BoxError>> {
@@ -344,20 +364,28 @@ impl StepPlugin for Embeddings {
             let overlap = self.cfg.overlap.unwrap_or(0) as usize;
             let mut chunks: Vec<Chunk> = Vec::new();
             for (i, t) in texts.iter().enumerate() {
-                chunks.extend(chunk_text(i, t, self.cfg.chunk_strategy, size, overlap).map_err(err)?);
+                chunks
+                    .extend(chunk_text(i, t, self.cfg.chunk_strategy, size, overlap).map_err(err)?);
             }
             if chunks.is_empty() {
                 return Err(err("`embeddings` input is empty after chunking"));
             }
             let provider = match &self.provider {
-                Some(p) if self.explicit_provider || rt.embedding_providers().contains(&p.as_str()) => Some(p.as_str()),
+                Some(p)
+                    if self.explicit_provider || rt.embedding_providers().contains(&p.as_str()) =>
+                {
+                    Some(p.as_str())
+                }
                 _ => None,
             };
             let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(chunks.len());
             let mut usage: Option<flowloom_core::TokenUsage> = None;
             let mut answered = (self.model.clone(), String::new());
             for batch in chunks.chunks(256) {
-                let mut req = EmbeddingRequest::new(self.model.clone(), batch.iter().map(|c| c.text.clone()).collect());
+                let mut req = EmbeddingRequest::new(
+                    self.model.clone(),
+                    batch.iter().map(|c| c.text.clone()).collect(),
+                );
                 req.dimensions = self.cfg.dimensions;
                 req.encoding_format = match self.cfg.encoding_format {
                     Some(EmbeddingEncoding::Base64) => EncodingFormat::Base64,
@@ -398,7 +426,10 @@ impl StepPlugin for Embeddings {
                     other => serde_json::to_string(other)?,
                 };
                 write_file(path.clone(), text).await.map_err(|e| {
-                    err(format!("cannot write `output_file` {}: {e}", path.display()))
+                    err(format!(
+                        "cannot write `output_file` {}: {e}",
+                        path.display()
+                    ))
                 })?;
             }
             Ok(out)
@@ -437,17 +468,27 @@ impl Iterate {
                     .map_err(|e| err(format!("cannot read loop items {}: {e}", path.display())))?;
                 match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Array(a)) => Ok(a),
-                    Ok(_) => Err(err(format!("loop items {} must hold a JSON array", path.display()))),
-                    Err(e) => Err(err(format!("loop items {} are not valid JSON: {e}", path.display()))),
+                    Ok(_) => Err(err(format!(
+                        "loop items {} must hold a JSON array",
+                        path.display()
+                    ))),
+                    Err(e) => Err(err(format!(
+                        "loop items {} are not valid JSON: {e}",
+                        path.display()
+                    ))),
                 }
             }
             Items::Source(s) => match rt.render_value(&Value::String(s.clone()))? {
                 Value::Array(a) => Ok(a),
                 Value::String(t) => match serde_json::from_str::<Value>(t.trim()) {
                     Ok(Value::Array(a)) => Ok(a),
-                    _ => Err(err(format!("loop items {s:?} rendered {t:?}, which is not a JSON array"))),
+                    _ => Err(err(format!(
+                        "loop items {s:?} rendered {t:?}, which is not a JSON array"
+                    ))),
                 },
-                other => Err(err(format!("loop items {s:?} rendered {other}, which is not a list"))),
+                other => Err(err(format!(
+                    "loop items {s:?} rendered {other}, which is not a list"
+                ))),
             },
         }
     }
@@ -470,9 +511,14 @@ impl StepPlugin for Iterate {
                 )));
             }
             let total = items.len();
-            let workers = if self.parallel { self.max_workers.max(1) } else { 1 };
+            let workers = if self.parallel {
+                self.max_workers.max(1)
+            } else {
+                1
+            };
             let jobs = items.into_iter().enumerate().map(|(i, item)| {
-                let loop_vars = json!({ "index": i, "iteration": i + 1, "item": item, "total": total });
+                let loop_vars =
+                    json!({ "index": i, "iteration": i + 1, "item": item, "total": total });
                 let mut extra = Map::new();
                 extra.insert("item".into(), item.clone());
                 extra.insert("loop".into(), loop_vars);
@@ -502,8 +548,10 @@ impl StepPlugin for Iterate {
                     }
                 }
             });
-            let results: Vec<Result<Value, String>> =
-                futures_util::stream::iter(jobs).buffered(workers).collect().await;
+            let results: Vec<Result<Value, String>> = futures_util::stream::iter(jobs)
+                .buffered(workers)
+                .collect()
+                .await;
             let mut out = Vec::with_capacity(results.len());
             for r in results {
                 match r {
@@ -540,7 +588,12 @@ pub struct LoopRunner {
 }
 
 impl LoopRunner {
-    async fn judge(&self, rt: &StepRuntime, iteration: u32, output: &Value) -> Result<(bool, String), BoxError> {
+    async fn judge(
+        &self,
+        rt: &StepRuntime,
+        iteration: u32,
+        output: &Value,
+    ) -> Result<(bool, String), BoxError> {
         let text = match output {
             Value::String(s) => s.clone(),
             other => serde_json::to_string_pretty(other)?,
@@ -578,7 +631,10 @@ impl StepPlugin for LoopRunner {
             let mut verdicts: Vec<Value> = Vec::new();
             while iterations < self.max_iterations {
                 if rt.cancellation().is_cancelled() {
-                    return Err(err(format!("loop `{}` cancelled after {iterations} iterations", self.name)));
+                    return Err(err(format!(
+                        "loop `{}` cancelled after {iterations} iterations",
+                        self.name
+                    )));
                 }
                 iterations += 1;
                 let mut extra = Map::new();
@@ -594,7 +650,12 @@ impl StepPlugin for LoopRunner {
                 let vars = match render_lenient(&Value::Object(self.with.clone()), &ctx) {
                     Ok(Value::Object(m)) => m,
                     Ok(_) => Map::new(),
-                    Err(e) => return Err(err(format!("loop `{}` iteration {iterations}: `with`: {e}", self.name))),
+                    Err(e) => {
+                        return Err(err(format!(
+                            "loop `{}` iteration {iterations}: `with`: {e}",
+                            self.name
+                        )));
+                    }
                 };
                 match rt.run_workflow(self.workflow.as_str(), vars, None).await {
                     Ok(r) => {
@@ -611,7 +672,8 @@ impl StepPlugin for LoopRunner {
                     }
                     Err(e) => {
                         failures += 1;
-                        let msg = format!("iteration {iterations} of loop `{}` failed: {e}", self.name);
+                        let msg =
+                            format!("iteration {iterations} of loop `{}` failed: {e}", self.name);
                         match self.on_failure {
                             OnFailure::Fail => return Err(err(msg)),
                             OnFailure::Continue => {

@@ -28,7 +28,10 @@ pub fn validate(parsed: &Parsed, sink: &mut Sink<'_>) {
         );
     }
     names(&parsed.raw_step_names, &parsed.raw_loop_names, sink);
-    let exec_servers = parsed.header.as_ref().and_then(|h| h.execution.servers.clone());
+    let exec_servers = parsed
+        .header
+        .as_ref()
+        .and_then(|h| h.execution.servers.clone());
     for (i, step) in &parsed.steps {
         one_step(*i, step, chain, &exec_servers, &parsed.raw_step_names, sink);
     }

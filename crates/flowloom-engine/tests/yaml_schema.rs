@@ -1,0 +1,56 @@
+//! The committed JSON Schema (`docs/schema/workflow-v2.json`) is the one generated from the
+//! Rust types, and it describes the format's rules.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use flowloom_engine::yaml;
+
+const REGENERATE: &str = "cargo xtask schema   (or: FLOWLOOM_WRITE_SCHEMA=1 cargo test -p flowloom-engine --test yaml_schema)";
+
+fn committed_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schema/workflow-v2.json")
+}
+
+fn generated() -> String {
+    let mut s = serde_json::to_string_pretty(&yaml::json_schema()).unwrap();
+    s.push('\n');
+    s
+}
+
+#[test]
+fn committed_schema_is_up_to_date() {
+    let path = committed_path();
+    let want = generated();
+    if std::env::var_os("FLOWLOOM_WRITE_SCHEMA").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/schema/workflow-v2.json is stale (or missing): it differs from the schema generated from the Rust types.\nRegenerate it with:\n    {REGENERATE}"
+    );
+}
+
+#[test]
+fn schema_carries_the_format_rules() {
+    let s = yaml::json_schema();
+    assert_eq!(s["properties"]["$schema"]["const"], "workflow/v2.0");
+    assert_eq!(s["additionalProperties"], false);
+    let req: Vec<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for f in ["$schema", "name", "version", "description", "execution", "steps"] {
+        assert!(req.contains(&f), "{f} is required");
+    }
+    assert_eq!(s["properties"]["steps"]["minItems"], 1);
+    let defs = &s["$defs"];
+    assert_eq!(defs["Step"]["additionalProperties"], false);
+    assert_eq!(defs["Step"]["properties"]["temperature"]["maximum"], 2.0);
+    assert_eq!(defs["ConsensusConfig"]["properties"]["executions"]["minItems"], 2);
+    assert_eq!(defs["LoopDef"]["properties"]["max_iterations"]["minimum"], 1);
+    let thresholds = serde_json::to_string(&defs["Threshold"]).unwrap();
+    for t in ["unanimous", "majority", "2/3"] {
+        assert!(thresholds.contains(t), "{thresholds}");
+    }
+    assert!(defs["Duration"]["pattern"].is_string());
+}
