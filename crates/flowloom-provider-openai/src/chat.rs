@@ -1,0 +1,593 @@
+//! Chat completions on the wire: [`LlmRequest`] to the request body, and the response body
+//! to [`LlmResponse`].
+//!
+//! Mapping of the request:
+//! - `model`, `messages` (every role; an assistant's `tool_calls` as
+//!   `{"id","type":"function","function":{"name","arguments"}}` with `content: null` when it
+//!   has no text; a tool message's `tool_call_id`; `name` where given);
+//! - `temperature`, unless [`TemperaturePolicy`](crate::TemperaturePolicy) leaves it out;
+//! - the token limit as `max_tokens` or `max_completion_tokens`
+//!   ([`TokenLimitParam`](crate::TokenLimitParam));
+//! - `tools` as function tools, `tool_choice` (`auto`/`none`/`required` or a named function);
+//! - `response_format` as `text`, `json_object` or `json_schema` (name made to fit
+//!   `^[a-zA-Z0-9_-]{1,64}$`);
+//! - `extra_params` copied as they are and win over the fields above, except `model`,
+//!   `messages` and `stream`, which are the provider's.
+
+use std::borrow::Cow;
+
+use flowloom_core::{
+    FinishReason, LlmError, LlmRequest, LlmResponse, Message, ResponseFormat, Role, TokenUsage,
+    ToolCall, ToolChoice, ToolDefinition,
+};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::OpenAiConfig;
+
+/// Keys of the body only the provider sets; `extra_params` with these names are ignored.
+const OWNED_KEYS: [&str; 3] = ["model", "messages", "stream"];
+
+/// The chat request body, serialized straight from the borrowed request.
+pub(crate) struct ChatBody<'a> {
+    pub(crate) req: &'a LlmRequest,
+    pub(crate) config: &'a OpenAiConfig,
+    pub(crate) stream: bool,
+}
+
+struct Messages<'a>(&'a [Message]);
+struct WireMessage<'a>(&'a Message);
+struct Tools<'a>(&'a [ToolDefinition]);
+struct WireToolCalls<'a>(&'a [ToolCall]);
+
+impl Serialize for ChatBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let req = self.req;
+        let extra = &req.extra_params;
+        let free = |k: &str| !extra.contains_key(k);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("model", &req.model)?;
+        m.serialize_entry("messages", &Messages(&req.messages))?;
+        if self.config.sends_temperature(&req.model) && free("temperature") {
+            m.serialize_entry("temperature", &req.temperature)?;
+        }
+        let limit_key = if self.config.uses_max_completion_tokens(&req.model) {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        if free("max_tokens") && free("max_completion_tokens") {
+            m.serialize_entry(limit_key, &req.max_tokens)?;
+        }
+        if !req.tools.is_empty() && free("tools") {
+            m.serialize_entry("tools", &Tools(&req.tools))?;
+        }
+        if let Some(choice) = &req.tool_choice
+            && free("tool_choice")
+        {
+            m.serialize_entry("tool_choice", &tool_choice(choice))?;
+        }
+        if let Some(format) = &req.response_format
+            && free("response_format")
+        {
+            m.serialize_entry("response_format", &response_format(format))?;
+        }
+        if self.stream {
+            m.serialize_entry("stream", &true)?;
+            if self.config.stream_include_usage && free("stream_options") {
+                m.serialize_entry(
+                    "stream_options",
+                    &serde_json::json!({"include_usage": true}),
+                )?;
+            }
+        }
+        for (k, v) in extra {
+            if !OWNED_KEYS.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Messages<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(WireMessage))
+    }
+}
+
+impl Serialize for WireMessage<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let msg = self.0;
+        let mut m = s.serialize_map(None)?;
+        let role = match msg.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        };
+        m.serialize_entry("role", role)?;
+        if msg.role == Role::Assistant && !msg.tool_calls.is_empty() && msg.content.is_empty() {
+            m.serialize_entry("content", &Value::Null)?;
+        } else {
+            m.serialize_entry("content", &msg.content)?;
+        }
+        if let Some(name) = &msg.name
+            && msg.role != Role::Tool
+        {
+            m.serialize_entry("name", name)?;
+        }
+        if msg.role == Role::Tool
+            && let Some(id) = &msg.tool_call_id
+        {
+            m.serialize_entry("tool_call_id", id)?;
+        }
+        if msg.role == Role::Assistant && !msg.tool_calls.is_empty() {
+            m.serialize_entry("tool_calls", &WireToolCalls(&msg.tool_calls))?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for WireToolCalls<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|c| {
+            serde_json::json!({
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments}
+            })
+        }))
+    }
+}
+
+impl Serialize for Tools<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|t| {
+            let mut f = serde_json::Map::new();
+            f.insert("name".into(), Value::String(t.name.clone()));
+            if let Some(d) = &t.description {
+                f.insert("description".into(), Value::String(d.clone()));
+            }
+            f.insert("parameters".into(), t.parameters.clone());
+            if let Some(strict) = t.strict {
+                f.insert("strict".into(), Value::Bool(strict));
+            }
+            serde_json::json!({"type": "function", "function": f})
+        }))
+    }
+}
+
+fn tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => Value::from("auto"),
+        ToolChoice::None => Value::from("none"),
+        ToolChoice::Required => Value::from("required"),
+        ToolChoice::Function(name) => {
+            serde_json::json!({"type": "function", "function": {"name": name}})
+        }
+    }
+}
+
+/// A schema name as OpenAI accepts it: `[a-zA-Z0-9_-]`, 1 to 64 characters.
+pub(crate) fn schema_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() {
+        out.push_str("response");
+    }
+    out
+}
+
+fn response_format(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::Text => serde_json::json!({"type": "text"}),
+        ResponseFormat::JsonObject => serde_json::json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => serde_json::json!({
+            "type": "json_schema",
+            "json_schema": {"name": schema_name(name), "schema": schema, "strict": strict}
+        }),
+    }
+}
+
+/// Checks what the API would reject anyway, before sending: a tool message needs
+/// `tool_call_id`, and there must be at least one message.
+pub(crate) fn check_request(req: &LlmRequest, provider: &str) -> Result<(), LlmError> {
+    if req.model.trim().is_empty() {
+        return Err(LlmError::InvalidRequest {
+            provider: provider.to_owned(),
+            message: "`model` is empty; name a model, e.g. gpt-4o-mini".to_owned(),
+        });
+    }
+    if req.messages.is_empty() {
+        return Err(LlmError::InvalidRequest {
+            provider: provider.to_owned(),
+            message: "`messages` is empty; add at least one user message".to_owned(),
+        });
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if m.role == Role::Tool && m.tool_call_id.as_deref().is_none_or(str::is_empty) {
+            return Err(LlmError::InvalidRequest {
+                provider: provider.to_owned(),
+                message: format!(
+                    "messages[{i}] has role `tool` but no `tool_call_id`; set it to the id of \
+                     the assistant tool call it answers (Message::tool(id, text))"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---- responses ----
+
+#[derive(Deserialize)]
+pub(crate) struct WireUsage {
+    #[serde(default)]
+    pub(crate) prompt_tokens: u64,
+    #[serde(default)]
+    pub(crate) completion_tokens: u64,
+    #[serde(default)]
+    pub(crate) total_tokens: Option<u64>,
+    #[serde(default)]
+    pub(crate) prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    pub(crate) completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PromptDetails {
+    #[serde(default)]
+    pub(crate) cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CompletionDetails {
+    #[serde(default)]
+    pub(crate) reasoning_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// The usage as flowloom counts it: total is always prompt + completion (a server's own
+    /// total that differs is logged); cached and reasoning counts are kept where reported,
+    /// bounded by the counts they are part of.
+    pub(crate) fn into_usage(self, model: &str, provider: &str) -> TokenUsage {
+        let mut u = TokenUsage::new(self.prompt_tokens, self.completion_tokens, model, provider);
+        if let Some(t) = self.total_tokens
+            && t != u.total_tokens
+        {
+            tracing::debug!(
+                provider,
+                reported = t,
+                computed = u.total_tokens,
+                "total_tokens differs from prompt + completion; using the sum"
+            );
+        }
+        u.cached_prompt_tokens = self
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .map(|c| c.min(u.prompt_tokens));
+        u.reasoning_tokens = self
+            .completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .map(|r| r.min(u.completion_tokens));
+        u
+    }
+}
+
+#[derive(Deserialize)]
+struct WireResponse<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    #[serde(default)]
+    message: Option<WireMessageOut>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessageOut {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+/// Reads a `chat.completion` body. The first choice is the answer; a refusal with no content
+/// becomes the content with `finish_reason: content_filter`; a missing finish reason reads
+/// as `stop`.
+pub(crate) fn parse_response(
+    body: &[u8],
+    requested_model: &str,
+    provider: &str,
+    latency_ms: f64,
+) -> Result<LlmResponse, LlmError> {
+    let wire: WireResponse<'_> = serde_json::from_slice(body).map_err(|e| {
+        crate::error::decode_error(
+            provider,
+            "the chat completion is not valid JSON of the expected shape",
+            &e,
+            body,
+        )
+    })?;
+    let Some(choice) = wire.choices.into_iter().next() else {
+        return Err(crate::error::decode_error(
+            provider,
+            "the chat completion has no choices",
+            &"`choices` is empty or missing",
+            body,
+        ));
+    };
+    let Some(message) = choice.message else {
+        return Err(crate::error::decode_error(
+            provider,
+            "the chat completion's first choice has no message",
+            &"`choices[0].message` is missing",
+            body,
+        ));
+    };
+    let model = wire
+        .model
+        .map(Cow::into_owned)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| requested_model.to_owned());
+    let mut finish = choice
+        .finish_reason
+        .as_deref()
+        .map_or(FinishReason::Stop, FinishReason::parse);
+    let content = match (message.content, message.refusal) {
+        (Some(c), _) if !c.is_empty() => c,
+        (_, Some(r)) if !r.is_empty() => {
+            finish = FinishReason::ContentFilter;
+            r
+        }
+        (c, _) => c.unwrap_or_default(),
+    };
+    let usage = wire.usage.map(|u| u.into_usage(&model, provider));
+    Ok(LlmResponse {
+        content,
+        model,
+        provider: provider.to_owned(),
+        usage,
+        latency_ms,
+        finish_reason: finish,
+        response_id: wire.id,
+        tool_calls: message
+            .tool_calls
+            .into_iter()
+            .map(|t| ToolCall {
+                id: t.id,
+                name: t.function.name,
+                arguments: t.function.arguments,
+            })
+            .collect(),
+        attempts: Vec::new(),
+        cached: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowloom_core::{Message, ResponseFormat};
+    use serde_json::json;
+
+    fn body(req: &LlmRequest, config: &OpenAiConfig, stream: bool) -> Value {
+        serde_json::to_value(ChatBody {
+            req,
+            config,
+            stream,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn plain_models_get_max_tokens_and_temperature() {
+        let c = OpenAiConfig::default();
+        let req = LlmRequest::new("gpt-4o-mini", "hi").with_max_tokens(5);
+        let b = body(&req, &c, false);
+        assert_eq!(b["max_tokens"], 5);
+        assert!(b.get("max_completion_tokens").is_none());
+        assert_eq!(b["temperature"], 0.7);
+        assert!(b.get("stream").is_none());
+    }
+
+    #[test]
+    fn reasoning_models_get_max_completion_tokens_and_no_temperature() {
+        let c = OpenAiConfig::default();
+        for model in [
+            "o1",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "openai/o3",
+        ] {
+            let b = body(&LlmRequest::new(model, "hi").with_max_tokens(9), &c, false);
+            assert_eq!(b["max_completion_tokens"], 9, "{model}");
+            assert!(b.get("max_tokens").is_none(), "{model}");
+            assert!(b.get("temperature").is_none(), "{model}");
+        }
+        // Not reasoning models, despite the letters:
+        for model in ["o1x", "gpt-50", "omni"] {
+            let b = body(&LlmRequest::new(model, "hi"), &c, false);
+            assert!(b.get("max_tokens").is_some(), "{model}");
+        }
+    }
+
+    #[test]
+    fn the_rule_is_configurable() {
+        let c = OpenAiConfig {
+            token_limit_param: crate::TokenLimitParam::MaxCompletionTokens,
+            temperature_policy: crate::TemperaturePolicy::Always,
+            ..OpenAiConfig::default()
+        };
+        let b = body(&LlmRequest::new("llama3", "hi"), &c, false);
+        assert!(b.get("max_completion_tokens").is_some());
+        let b = body(&LlmRequest::new("o3", "hi"), &c, false);
+        assert!(b.get("temperature").is_some());
+    }
+
+    #[test]
+    fn extra_params_pass_through_and_win_except_owned_keys() {
+        let c = OpenAiConfig::default();
+        let req = LlmRequest::new("gpt-4o", "hi")
+            .with_extra("seed", 42)
+            .with_extra("temperature", 0.0)
+            .with_extra("model", "hijack")
+            .with_extra("max_completion_tokens", 3);
+        let b = body(&req, &c, false);
+        let text = serde_json::to_string(&ChatBody {
+            req: &req,
+            config: &c,
+            stream: false,
+        })
+        .unwrap();
+        assert_eq!(text.matches("\"temperature\"").count(), 1, "{text}");
+        assert_eq!(b["seed"], 42);
+        assert_eq!(b["temperature"], 0.0);
+        assert_eq!(b["model"], "gpt-4o");
+        assert_eq!(b["max_completion_tokens"], 3);
+        assert!(b.get("max_tokens").is_none());
+    }
+
+    #[test]
+    fn tool_messages_and_assistant_tool_calls_are_mapped() {
+        let c = OpenAiConfig::default();
+        let mut assistant = Message::assistant("");
+        assistant.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "lookup".into(),
+            arguments: "{\"q\":1}".into(),
+        }];
+        let mut req = LlmRequest::from_messages(
+            "gpt-4o",
+            vec![Message::user("q"), assistant, Message::tool("call_1", "42")],
+        );
+        req.tools = vec![ToolDefinition {
+            name: "lookup".into(),
+            description: Some("find".into()),
+            parameters: json!({"type": "object", "properties": {}}),
+            strict: Some(true),
+        }];
+        req.tool_choice = Some(ToolChoice::Function("lookup".into()));
+        let b = body(&req, &c, false);
+        assert_eq!(b["messages"][1]["content"], Value::Null);
+        assert_eq!(
+            b["messages"][1]["tool_calls"][0]["function"]["name"],
+            "lookup"
+        );
+        assert_eq!(b["messages"][2]["role"], "tool");
+        assert_eq!(b["messages"][2]["tool_call_id"], "call_1");
+        assert_eq!(b["tools"][0]["function"]["strict"], true);
+        assert_eq!(b["tool_choice"]["function"]["name"], "lookup");
+    }
+
+    #[test]
+    fn response_format_json_schema_from_a_type() {
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Verdict {
+            safe: bool,
+        }
+        let c = OpenAiConfig::default();
+        let mut req = LlmRequest::new("gpt-4o", "hi");
+        req.response_format = Some(ResponseFormat::json_schema_for::<Verdict>());
+        let b = body(&req, &c, false);
+        assert_eq!(b["response_format"]["type"], "json_schema");
+        assert_eq!(b["response_format"]["json_schema"]["name"], "Verdict");
+        assert_eq!(
+            b["response_format"]["json_schema"]["schema"]["properties"]["safe"]["type"],
+            "boolean"
+        );
+        assert_eq!(schema_name("a b<c>"), "a_b_c_");
+        assert_eq!(schema_name(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn tool_message_without_id_is_refused_before_sending() {
+        let mut m = Message::tool("x", "y");
+        m.tool_call_id = None;
+        let req = LlmRequest::from_messages("gpt-4o", vec![Message::user("a"), m]);
+        let e = check_request(&req, "openai").unwrap_err();
+        assert!(e.to_string().contains("tool_call_id"), "{e}");
+    }
+
+    #[test]
+    fn usage_details_are_read() {
+        let body = br#"{"id":"c1","model":"o3","choices":[{"message":{"content":"hi"},"finish_reason":"length"}],
+            "usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,
+            "prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":3}}}"#;
+        let r = parse_response(body, "o3", "openai", 1.0).unwrap();
+        let u = r.usage.unwrap();
+        assert_eq!(u.cached_prompt_tokens, Some(4));
+        assert_eq!(u.reasoning_tokens, Some(3));
+        assert_eq!(u.provider, "openai");
+        assert_eq!(r.finish_reason, FinishReason::Length);
+        assert_eq!(r.response_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn missing_usage_is_none_not_zero() {
+        let body = br#"{"choices":[{"message":{"content":"hi"}}]}"#;
+        let r = parse_response(body, "m", "ollama", 1.0).unwrap();
+        assert_eq!(r.usage, None);
+        assert_eq!(r.model, "m");
+        assert_eq!(r.finish_reason, FinishReason::Stop);
+    }
+
+    #[test]
+    fn refusal_becomes_content_filtered_content() {
+        let body = br#"{"choices":[{"message":{"content":null,"refusal":"I can't"},"finish_reason":"stop"}]}"#;
+        let r = parse_response(body, "m", "openai", 1.0).unwrap();
+        assert_eq!(r.content, "I can't");
+        assert_eq!(r.finish_reason, FinishReason::ContentFilter);
+    }
+
+    #[test]
+    fn no_choices_is_a_decode_error() {
+        let e = parse_response(br#"{"choices":[]}"#, "m", "openai", 1.0).unwrap_err();
+        assert!(matches!(e, LlmError::Decode { .. }));
+    }
+}

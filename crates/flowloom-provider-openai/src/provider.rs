@@ -1,0 +1,531 @@
+//! [`OpenAiProvider`]: the service for chat, streaming and embeddings.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use flowloom_core::provider::BoxFuture;
+use flowloom_core::{
+    EmbeddingRequest, EmbeddingResponse, LlmError, LlmRequest, LlmResponse, LlmStream,
+    StreamRequest,
+};
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Url};
+use tower::Service;
+
+use crate::chat::{ChatBody, check_request, parse_response};
+use crate::config::{
+    API_KEY_VAR, AuthStyle, BASE_URL_VAR, ConfigError, MAX_EMBEDDING_INPUTS, ORG_VAR,
+    OpenAiBuilder, OpenAiConfig, PROJECT_VAR,
+};
+use crate::embeddings::{EmbeddingBody, batches, parse_batch, sum_usage};
+use crate::error::{ErrorContext, from_reqwest, from_status, log_rate_limits};
+use crate::stream::{Assembler, events};
+
+/// A provider for OpenAI and every OpenAI-compatible server.
+///
+/// It is a `tower::Service` for [`LlmRequest`], [`StreamRequest`] and [`EmbeddingRequest`].
+/// Cloning is cheap, and every clone shares one HTTP client and its connection pool. It
+/// retries nothing: put retry, timeout and rate-limit layers around it.
+///
+/// `Debug` shows the configuration without the API key.
+#[derive(Clone)]
+pub struct OpenAiProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: OpenAiConfig,
+    chat_url: Url,
+    embeddings_url: Url,
+    models_url: Url,
+}
+
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiProvider")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn endpoint(base: &str, path: &str, query: &[(String, String)]) -> Result<Url, ConfigError> {
+    let joined = format!("{}/{}", base.trim_end_matches('/'), path);
+    let mut url = Url::parse(&joined).map_err(|e| ConfigError::InvalidBaseUrl {
+        url: base.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query.iter());
+    }
+    Ok(url)
+}
+
+fn header_pair(
+    name: &str,
+    value: &str,
+    secret: bool,
+) -> Result<(HeaderName, HeaderValue), ConfigError> {
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::InvalidHeader {
+        name: name.to_owned(),
+        reason: "not a valid header name".to_owned(),
+    })?;
+    let mut v = HeaderValue::from_str(value).map_err(|_| ConfigError::InvalidHeader {
+        name: name.to_owned(),
+        reason: "the value holds characters a header cannot carry (e.g. a line break)".to_owned(),
+    })?;
+    v.set_sensitive(secret);
+    Ok((n, v))
+}
+
+impl OpenAiProvider {
+    /// A builder with OpenAI's defaults.
+    pub fn builder() -> OpenAiBuilder {
+        OpenAiBuilder::new()
+    }
+
+    /// Reads `OPENAI_API_KEY` (required), and `OPENAI_BASE_URL`, `OPENAI_ORG_ID`,
+    /// `OPENAI_PROJECT_ID` where set, from the environment.
+    ///
+    /// A missing or empty `OPENAI_API_KEY` is [`ConfigError::MissingApiKey`], naming it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder_from_env(|k| std::env::var(k).ok())?.build()
+    }
+
+    /// A builder filled from `lookup` (a stand-in for the environment) as
+    /// [`OpenAiProvider::from_env`] does, to adjust further before building.
+    ///
+    /// ```
+    /// use flowloom_provider_openai::OpenAiProvider;
+    /// let err = OpenAiProvider::builder_from_env(|_| None).unwrap_err();
+    /// assert!(err.to_string().contains("OPENAI_API_KEY"));
+    ///
+    /// let p = OpenAiProvider::builder_from_env(|k| match k {
+    ///     "OPENAI_API_KEY" => Some("sk-test".into()),
+    ///     "OPENAI_BASE_URL" => Some("http://127.0.0.1:9/v1".into()),
+    ///     _ => None,
+    /// }).unwrap().build().unwrap();
+    /// assert_eq!(p.config().base_url, "http://127.0.0.1:9/v1");
+    /// ```
+    pub fn builder_from_env(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<OpenAiBuilder, ConfigError> {
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let key = get(API_KEY_VAR).ok_or_else(|| ConfigError::MissingApiKey {
+            variable: API_KEY_VAR.to_owned(),
+        })?;
+        let mut b = OpenAiBuilder::new()
+            .api_key(key)
+            .api_key_source(API_KEY_VAR);
+        if let Some(url) = get(BASE_URL_VAR) {
+            b = b.base_url(url);
+        }
+        if let Some(org) = get(ORG_VAR) {
+            b = b.organization(org);
+        }
+        if let Some(project) = get(PROJECT_VAR) {
+            b = b.project(project);
+        }
+        Ok(b)
+    }
+
+    /// Checks `config` and creates the provider (and its one HTTP client).
+    pub fn from_config(config: OpenAiConfig) -> Result<Self, ConfigError> {
+        if config.api_key.as_ref().is_none_or(|k| k.is_empty()) && !config.allow_missing_key {
+            return Err(ConfigError::MissingApiKey {
+                variable: config.api_key_source.clone(),
+            });
+        }
+        let base = Url::parse(&config.base_url).map_err(|e| ConfigError::InvalidBaseUrl {
+            url: config.base_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(ConfigError::InvalidBaseUrl {
+                url: config.base_url.clone(),
+                reason: format!("the scheme `{}` is not http or https", base.scheme()),
+            });
+        }
+        if config.embedding_batch_inputs == 0
+            || config.embedding_batch_inputs > MAX_EMBEDDING_INPUTS
+        {
+            return Err(ConfigError::InvalidSetting {
+                name: "embedding_batch_inputs",
+                found: config.embedding_batch_inputs.to_string(),
+                expected: format!("1 to {MAX_EMBEDDING_INPUTS}"),
+            });
+        }
+        if config.embedding_batch_tokens == 0 {
+            return Err(ConfigError::InvalidSetting {
+                name: "embedding_batch_tokens",
+                found: "0".to_owned(),
+                expected: "at least 1".to_owned(),
+            });
+        }
+        if config.embedding_concurrency == 0 {
+            return Err(ConfigError::InvalidSetting {
+                name: "embedding_concurrency",
+                found: "0".to_owned(),
+                expected: "at least 1".to_owned(),
+            });
+        }
+        if config.provider_name.trim().is_empty() {
+            return Err(ConfigError::InvalidSetting {
+                name: "provider_name",
+                found: "\"\"".to_owned(),
+                expected: "a non-empty name such as `openai` or `ollama`".to_owned(),
+            });
+        }
+
+        let mut headers = HeaderMap::new();
+        if let Some(key) = config.api_key.as_ref().filter(|k| !k.is_empty()) {
+            let (name, value) = match &config.auth_style {
+                AuthStyle::Bearer => ("authorization", format!("Bearer {}", key.expose())),
+                AuthStyle::Header(h) => (h.as_str(), key.expose().to_owned()),
+            };
+            let (n, v) =
+                header_pair(name, &value, true).map_err(|_| ConfigError::InvalidHeader {
+                    name: name.to_owned(),
+                    reason: format!(
+                        "the API key from {} holds characters a header cannot carry",
+                        config.api_key_source
+                    ),
+                })?;
+            headers.insert(n, v);
+        }
+        if let Some(org) = &config.organization {
+            let (n, v) = header_pair("openai-organization", org, false)?;
+            headers.insert(n, v);
+        }
+        if let Some(project) = &config.project {
+            let (n, v) = header_pair("openai-project", project, false)?;
+            headers.insert(n, v);
+        }
+        for (name, value) in &config.headers {
+            let (n, v) = header_pair(name, value, true)?;
+            headers.append(n, v);
+        }
+
+        let mut builder = Client::builder()
+            .default_headers(headers)
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true);
+        if let Some(t) = config.request_timeout {
+            builder = builder.timeout(t);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
+
+        let chat_url = endpoint(&config.base_url, "chat/completions", &config.query)?;
+        let embeddings_url = endpoint(&config.base_url, "embeddings", &config.query)?;
+        let models_url = endpoint(&config.base_url, "models", &config.query)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                chat_url,
+                embeddings_url,
+                models_url,
+            }),
+        })
+    }
+
+    /// The provider name reported in responses, usage and errors.
+    pub fn name(&self) -> &str {
+        &self.inner.config.provider_name
+    }
+
+    /// The configuration (its `Debug` hides the key).
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.inner.config
+    }
+
+    /// True when `other` is a clone of this provider (shares its client and pool).
+    pub fn shares_client_with(&self, other: &OpenAiProvider) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Answers one chat request.
+    pub async fn chat(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
+        self.inner.chat(req).await
+    }
+
+    /// Starts a streamed chat answer.
+    pub async fn chat_stream(&self, req: LlmRequest) -> Result<LlmStream, LlmError> {
+        self.inner.chat_stream(req).await
+    }
+
+    /// Embeds texts (batched as [`crate::embeddings`] describes).
+    pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, LlmError> {
+        Arc::clone(&self.inner).embed(req).await
+    }
+
+    /// The model ids the server lists (`GET /models`).
+    pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        self.inner.list_models().await
+    }
+}
+
+impl Inner {
+    fn provider(&self) -> &str {
+        &self.config.provider_name
+    }
+
+    fn ctx<'a>(&'a self, model: &'a str) -> ErrorContext<'a> {
+        ErrorContext {
+            provider: &self.config.provider_name,
+            model,
+            key: self.config.api_key.as_ref().map(|k| k.expose()),
+            key_source: &self.config.api_key_source,
+        }
+    }
+
+    fn encode<T: serde::Serialize>(&self, body: &T) -> Result<Vec<u8>, LlmError> {
+        serde_json::to_vec(body).map_err(|e| LlmError::InvalidRequest {
+            provider: self.provider().to_owned(),
+            message: format!("the request could not be encoded as JSON: {e}"),
+        })
+    }
+
+    /// Sends a JSON POST; returns the response when its status is 2xx.
+    async fn post(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        model: &str,
+        started: Instant,
+        sse: bool,
+    ) -> Result<reqwest::Response, LlmError> {
+        let res = self
+            .client
+            .post(url.clone())
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .header(
+                header::ACCEPT,
+                HeaderValue::from_static(if sse {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                }),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))?;
+        self.check_status(res, model, started).await
+    }
+
+    async fn check_status(
+        &self,
+        res: reqwest::Response,
+        model: &str,
+        started: Instant,
+    ) -> Result<reqwest::Response, LlmError> {
+        let status = res.status().as_u16();
+        if res.status().is_success() {
+            log_rate_limits(self.provider(), status, res.headers());
+            return Ok(res);
+        }
+        let headers = res.headers().clone();
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))?;
+        Err(from_status(&self.ctx(model), status, &headers, &body))
+    }
+
+    async fn read_body(
+        &self,
+        res: reqwest::Response,
+        started: Instant,
+    ) -> Result<bytes::Bytes, LlmError> {
+        res.bytes()
+            .await
+            .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))
+    }
+
+    async fn chat(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
+        check_request(&req, self.provider())?;
+        let body = self.encode(&ChatBody {
+            req: &req,
+            config: &self.config,
+            stream: false,
+        })?;
+        let started = Instant::now();
+        let res = self
+            .post(&self.chat_url, body, &req.model, started, false)
+            .await?;
+        let bytes = self.read_body(res, started).await?;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        parse_response(&bytes, &req.model, self.provider(), latency_ms)
+    }
+
+    async fn chat_stream(&self, req: LlmRequest) -> Result<LlmStream, LlmError> {
+        check_request(&req, self.provider())?;
+        let body = self.encode(&ChatBody {
+            req: &req,
+            config: &self.config,
+            stream: true,
+        })?;
+        let started = Instant::now();
+        let res = self
+            .post(&self.chat_url, body, &req.model, started, true)
+            .await?;
+        let is_sse = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            // Some servers ignore `stream` and answer with one JSON completion: accept it.
+            let bytes = self.read_body(res, started).await?;
+            let response = parse_response(
+                &bytes,
+                &req.model,
+                self.provider(),
+                started.elapsed().as_secs_f64() * 1000.0,
+            )?;
+            let mut events = Vec::new();
+            if !response.content.is_empty() {
+                events.push(Ok(flowloom_core::StreamEvent::Delta(
+                    response.content.clone(),
+                )));
+            }
+            events.push(Ok(flowloom_core::StreamEvent::Done(response)));
+            return Ok(Box::pin(futures_util::stream::iter(events)));
+        }
+        let assembler = Assembler::new(self.provider(), &req.model, started);
+        Ok(events(res.bytes_stream().boxed(), assembler))
+    }
+
+    async fn embed(self: Arc<Self>, req: EmbeddingRequest) -> Result<EmbeddingResponse, LlmError> {
+        req.validate().map_err(|e| LlmError::InvalidRequest {
+            provider: self.provider().to_owned(),
+            message: e.to_string(),
+        })?;
+        let started = Instant::now();
+        let ranges = batches(
+            &req.input,
+            self.config.embedding_batch_inputs,
+            self.config.embedding_batch_tokens,
+        );
+        let req = Arc::new(req);
+        let concurrency = self.config.embedding_concurrency;
+        let answers: Vec<_> = futures_util::stream::iter(ranges.into_iter().map(|range| {
+            let inner = Arc::clone(&self);
+            let req = Arc::clone(&req);
+            async move {
+                let input = &req.input[range];
+                let body = inner.encode(&EmbeddingBody { req: &req, input })?;
+                let res = inner
+                    .post(&inner.embeddings_url, body, &req.model, started, false)
+                    .await?;
+                let bytes = inner.read_body(res, started).await?;
+                parse_batch(&bytes, input.len(), inner.provider())
+            }
+        }))
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+
+        let model = answers
+            .iter()
+            .find_map(|a| a.model.clone())
+            .unwrap_or_else(|| req.model.clone());
+        let tokens: Vec<Option<u64>> = answers.iter().map(|a| a.prompt_tokens).collect();
+        let usage = sum_usage(&tokens, &model, self.provider());
+        let embeddings = answers.into_iter().flat_map(|a| a.vectors).collect();
+        Ok(EmbeddingResponse {
+            embeddings,
+            model,
+            provider: self.provider().to_owned(),
+            usage,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            data: Vec<Item>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            id: String,
+        }
+        let started = Instant::now();
+        let res = self
+            .client
+            .get(self.models_url.clone())
+            .send()
+            .await
+            .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))?;
+        let res = self.check_status(res, "", started).await?;
+        let bytes = self.read_body(res, started).await?;
+        let list: List = serde_json::from_slice(&bytes).map_err(|e| {
+            crate::error::decode_error(
+                self.provider(),
+                "the models list is not valid JSON of the expected shape",
+                &e,
+                &bytes,
+            )
+        })?;
+        Ok(list.data.into_iter().map(|i| i.id).collect())
+    }
+}
+
+impl Service<LlmRequest> for OpenAiProvider {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = BoxFuture<Result<LlmResponse, LlmError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.chat(req).await })
+    }
+}
+
+impl Service<StreamRequest> for OpenAiProvider {
+    type Response = LlmStream;
+    type Error = LlmError;
+    type Future = BoxFuture<Result<LlmStream, LlmError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: StreamRequest) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.chat_stream(req.0).await })
+    }
+}
+
+impl Service<EmbeddingRequest> for OpenAiProvider {
+    type Response = EmbeddingResponse;
+    type Error = LlmError;
+    type Future = BoxFuture<Result<EmbeddingResponse, LlmError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(inner.embed(req))
+    }
+}
