@@ -457,9 +457,9 @@ fn ms(d: Duration) -> f64 {
 /// The message of a failing provider call: `provider "x": <cause>`.
 fn provider_error(provider: &str, e: &LlmError) -> String {
     let text = e.to_string();
-    let cause = text
-        .strip_prefix(provider)
-        .and_then(|r| r.strip_prefix(": "))
+    let cause = [e.provider().unwrap_or(provider), provider]
+        .iter()
+        .find_map(|p| text.strip_prefix(p).and_then(|r| r.strip_prefix(": ")))
         .unwrap_or(&text);
     format!("provider {provider:?}: {cause}")
 }
@@ -1124,6 +1124,11 @@ impl Scheduler<'_> {
     }
 
     async fn finish(&mut self, done: StepDone) {
+        // A step that ends after the run was cancelled (perhaps because of it) does not turn
+        // the cancellation into a failure.
+        if self.stop.is_none() && self.shared.cancel.is_cancelled() {
+            self.stop = Some(Stop::Cancelled);
+        }
         let i = done.idx;
         let step = &self.wf.steps[i as usize];
         if !self.live.is_empty() {
