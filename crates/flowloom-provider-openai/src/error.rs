@@ -204,6 +204,7 @@ pub(crate) struct ErrorContext<'a> {
     pub(crate) model: &'a str,
     pub(crate) key: Option<&'a str>,
     pub(crate) key_source: &'a str,
+    pub(crate) base_url: &'a str,
 }
 
 /// Maps a non-2xx answer onto [`LlmError`].
@@ -236,10 +237,22 @@ pub(crate) fn from_status(
             }
         }
         402 => LlmError::QuotaExceeded { provider, message },
+        404 if ctx.model.is_empty() => LlmError::InvalidRequest {
+            provider,
+            message: format!("HTTP 404: {message}; check the base URL {}", ctx.base_url),
+        },
         404 => LlmError::ModelNotFound {
             provider,
             model: ctx.model.to_owned(),
-            message,
+            message: if parsed.is_some() {
+                message
+            } else {
+                format!(
+                    "{message}; the answer is not an OpenAI error body, so the URL may be \
+                     wrong: check the base URL {}",
+                    ctx.base_url
+                )
+            },
         },
         408 | 409 => LlmError::Server {
             provider,
@@ -331,6 +344,7 @@ mod tests {
             model: "gpt-x",
             key: Some("sk-secret-value-123"),
             key_source: "OPENAI_API_KEY",
+            base_url: "http://127.0.0.1:1/v1",
         }
     }
 
@@ -396,6 +410,16 @@ mod tests {
                 message: "model 'x' not found".into()
             }
         );
+    }
+
+    #[test]
+    fn a_404_without_an_error_body_points_at_the_base_url() {
+        let e = from_status(&ctx(), 404, &HeaderMap::new(), b"404 page not found");
+        assert!(matches!(e, LlmError::ModelNotFound { .. }), "{e}");
+        assert!(e.to_string().contains("http://127.0.0.1:1/v1"), "{e}");
+        let no_model = ErrorContext { model: "", ..ctx() };
+        let e = from_status(&no_model, 404, &HeaderMap::new(), b"");
+        assert!(matches!(e, LlmError::InvalidRequest { .. }), "{e}");
     }
 
     #[test]

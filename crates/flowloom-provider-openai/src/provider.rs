@@ -285,6 +285,7 @@ impl Inner {
             model,
             key: self.config.api_key.as_ref().map(|k| k.expose()),
             key_source: &self.config.api_key_source,
+            base_url: &self.config.base_url,
         }
     }
 
