@@ -1,0 +1,27 @@
+//! A 3-step workflow (two model steps and a transform), run async on the mock provider.
+//!
+//! `cargo run -p flowloom --example quickstart --features mock`
+
+use flowloom::engine::prelude::*;
+use flowloom_provider_mock::MockProvider;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder()
+        .provider("mock", MockProvider::echo())
+        .build()?;
+    let wf = Workflow::builder("summarize")
+        .llm("draft", "Summarize: {{ input }}")
+        .llm("refine", "Tighten this: {{ draft }}")
+        .transform("shout", |ctx| {
+            Ok(ctx.output("refine")?.to_uppercase().into())
+        })
+        .build()?;
+    let result = engine.run(&wf, "some text").await?;
+    println!("{}", result.output_text().unwrap_or_default());
+    println!(
+        "{} model calls, {:?}",
+        result.metrics.llm_calls, result.metrics.token_usage_total
+    );
+    Ok(())
+}
