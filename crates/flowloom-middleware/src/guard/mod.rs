@@ -24,7 +24,8 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let echo = tower::service_fn(|r: LlmRequest| async move {
-//!     Ok::<_, LlmError>(LlmResponse::text(r.prompt().unwrap_or_default(), r.model, "echo"))
+//!     let prompt = r.prompt().unwrap_or_default().to_owned();
+//!     Ok::<_, LlmError>(LlmResponse::text(prompt, r.model, "echo"))
 //! });
 //! let redacting = ServiceBuilder::new().layer(GuardLayer::redact()).service(echo.clone());
 //! let res = redacting.oneshot(LlmRequest::new("m", "I am bob@example.com")).await.unwrap();

@@ -34,7 +34,7 @@
 use std::sync::LazyLock;
 
 use flowloom_core::{LlmError, LlmRequest};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 use crate::call::ModelRequest;
 
@@ -149,50 +149,62 @@ impl Default for InputValidator {
     }
 }
 
-struct InjectionPattern {
-    name: &'static str,
-    regex: LazyLock<Option<Regex>>,
-}
-
-macro_rules! injection {
-    ($name:expr, $pat:expr) => {
-        InjectionPattern {
-            name: $name,
-            regex: LazyLock::new(|| Regex::new($pat).ok()),
-        }
-    };
-}
-
-static INJECTION_PATTERNS: [InjectionPattern; 7] = [
-    injection!(
+/// The injection patterns, `(name, regex)`; see the module docs.
+static INJECTION_SOURCES: [(&str, &str); 7] = [
+    (
         "ignore-previous-instructions",
-        r"(?i)\b(?:ignore|disregard|forget|override|skip)\s+(?:(?:all|any|the|your|my|these|those|of|everything)\s+)*(?:previous|prior|above|earlier|preceding|system|original|initial)\s+(?:instructions?|prompts?|messages?|rules?|directions?|context|guidelines?)\b"
+        r"(?i)\b(?:ignore|disregard|forget|override|skip)\s+(?:(?:all|any|the|your|my|these|those|of|everything)\s+)*(?:previous|prior|above|earlier|preceding|system|original|initial)\s+(?:instructions?|prompts?|messages?|rules?|directions?|context|guidelines?)\b",
     ),
-    injection!(
+    (
         "reveal-system-prompt",
-        r"(?i)\b(?:reveal|print|show|repeat|output|display|leak|tell\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:(?:full|entire|exact|complete)\s+)?(?:system\s+prompt|(?:hidden|initial|original|secret|system)\s+(?:instructions|prompt|rules))\b"
+        r"(?i)\b(?:reveal|print|show|repeat|output|display|leak|tell\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:(?:full|entire|exact|complete)\s+)?(?:system\s+prompt|(?:hidden|initial|original|secret|system)\s+(?:instructions|prompt|rules))\b",
     ),
-    injection!(
+    (
         "jailbreak-persona",
-        r"(?i)\byou\s+are\s+now\s+(?:a\s+|an\s+|in\s+)?(?:DAN|jailbroken|unrestricted|unfiltered|developer\s+mode)\b|\b(?:developer|god|jailbreak|DAN)\s+mode\s+(?:enabled|on|activated)\b|\bdo\s+anything\s+now\b"
+        r"(?i)\byou\s+are\s+now\s+(?:a\s+|an\s+|in\s+)?(?:DAN|jailbroken|unrestricted|unfiltered|developer\s+mode)\b|\b(?:developer|god|jailbreak|DAN)\s+mode\s+(?:enabled|on|activated)\b|\bdo\s+anything\s+now\b",
     ),
-    injection!(
+    (
         "no-rules",
-        r"(?i)\b(?:pretend|act\s+as\s+if)\s+(?:that\s+)?(?:you\s+)?(?:have|had)\s+no\s+(?:rules|restrictions|guidelines|filters)\b"
+        r"(?i)\b(?:pretend|act\s+as\s+if)\s+(?:that\s+)?(?:you\s+)?(?:have|had)\s+no\s+(?:rules|restrictions|guidelines|filters)\b",
     ),
-    injection!(
+    (
         "new-instructions",
-        r"(?im)^\s*(?:new|updated|revised)\s+(?:system\s+)?instructions?\s*:"
+        r"(?im)^\s*(?:new|updated|revised)\s+(?:system\s+)?instructions?\s*:",
     ),
-    injection!(
+    (
         "chat-markup",
-        r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>|\[/?INST\]|<</?SYS>>"
+        r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>|\[/?INST\]|<</?SYS>>",
     ),
-    injection!(
+    (
         "fake-system-turn",
-        r"(?im)^\s*(?:#{2,}\s*system\b|\[system\]|<system>)"
+        r"(?im)^\s*(?:#{2,}\s*system\b|\[system\]|<system>)",
     ),
 ];
+
+/// The patterns compiled once, with a set so that one pass over a text tells whether any
+/// matches. A test checks that each compiles; were one not to, the check would find nothing
+/// rather than panic.
+struct Injection {
+    set: RegexSet,
+    each: Vec<Regex>,
+}
+
+static INJECTION: LazyLock<Option<Injection>> = LazyLock::new(|| {
+    let each = INJECTION_SOURCES
+        .iter()
+        .map(|(_, s)| Regex::new(s).ok())
+        .collect::<Option<Vec<_>>>()?;
+    let set = RegexSet::new(INJECTION_SOURCES.iter().map(|(_, s)| *s)).ok()?;
+    Some(Injection { set, each })
+});
+
+/// The first injection pattern matching `text`: its name and the text matched.
+fn find_injection(text: &str) -> Option<(&'static str, &str)> {
+    let inj = INJECTION.as_ref()?;
+    let hit = inj.set.matches(text).into_iter().next()?;
+    let m = inj.each.get(hit)?.find(text)?;
+    Some((INJECTION_SOURCES.get(hit)?.0, m.as_str()))
+}
 
 fn is_forbidden_char(c: char) -> bool {
     (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
@@ -256,17 +268,13 @@ impl InputValidator {
                 });
             }
             if self.detect_injection && matches!(*role, "user" | "tool" | "input") {
-                for p in &INJECTION_PATTERNS {
-                    if let Some(re) = p.regex.as_ref()
-                        && let Some(m) = re.find(text)
-                    {
-                        return Err(InputError::PromptInjection {
-                            index,
-                            role,
-                            pattern: p.name,
-                            excerpt: m.as_str().chars().take(80).collect(),
-                        });
-                    }
+                if let Some((pattern, matched)) = find_injection(text) {
+                    return Err(InputError::PromptInjection {
+                        index,
+                        role,
+                        pattern,
+                        excerpt: matched.chars().take(80).collect(),
+                    });
                 }
             }
         }
@@ -286,8 +294,9 @@ mod tests {
 
     #[test]
     fn every_injection_pattern_compiles() {
-        for p in &INJECTION_PATTERNS {
-            assert!(p.regex.is_some(), "{} does not compile", p.name);
+        for (name, src) in INJECTION_SOURCES {
+            assert!(Regex::new(src).is_ok(), "{name} does not compile");
         }
+        assert!(INJECTION.is_some());
     }
 }
