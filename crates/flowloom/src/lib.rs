@@ -36,8 +36,10 @@ pub use flowloom_core::{
 
 /// The items most programs need: `use flowloom::prelude::*;`.
 pub mod prelude {
-    pub use flowloom_core::{
-        BoxError, FrameworkConfig, LlmError, LlmRequest, LlmResponse, StepContext, StepStatus,
-        TokenUsage, WorkflowResult, WorkflowStatus,
-    };
+    pub use flowloom_core::{FrameworkConfig, LlmError};
+    pub use flowloom_engine::prelude::*;
+    #[cfg(feature = "mock")]
+    pub use flowloom_provider_mock::MockProvider;
+    #[cfg(feature = "openai")]
+    pub use flowloom_provider_openai::OpenAiProvider;
 }
