@@ -2,8 +2,7 @@
 //!
 //! `cargo run -p flowloom --example quickstart --features mock`
 
-use flowloom::engine::prelude::*;
-use flowloom_provider_mock::MockProvider;
+use flowloom::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use flowloom::engine::prelude::*;
-use flowloom_provider_mock::MockProvider;
+use flowloom::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder()
