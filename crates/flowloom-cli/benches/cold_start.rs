@@ -58,7 +58,10 @@ fn stats(mut v: Vec<Duration>) -> Stats {
 fn main() {
     let bin = env!("CARGO_BIN_EXE_flowloom");
     let files = examples();
-    assert!(!files.is_empty(), "no example workflows in fixtures/workflows");
+    assert!(
+        !files.is_empty(),
+        "no example workflows in fixtures/workflows"
+    );
     let n: usize = std::env::var("FLOWLOOM_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())

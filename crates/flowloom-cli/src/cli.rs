@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Run, check and inspect flowloom workflow files (`workflow/v2.0`).
 #[derive(Debug, Parser)]
 #[command(name = "flowloom", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 completed, 1 failed, 2 invalid input or definition, \
-3 timeout, 130 interrupted.\nDocumentation: docs/cli.md")]
+#[command(
+    after_help = "Exit codes: 0 completed, 1 failed, 2 invalid input or definition, \
+3 timeout, 130 interrupted.\nDocumentation: docs/cli.md"
+)]
 pub struct Cli {
     /// The providers file mapping provider names to OpenAI-compatible endpoints
     /// [default: ./flowloom.yaml when it exists, else the built-in endpoints].
@@ -218,8 +220,8 @@ mod tests {
 
     #[test]
     fn bad_timeout_is_a_usage_error() {
-        let err = Cli::try_parse_from(["flowloom", "run", "wf.yaml", "--timeout", "soon"])
-            .unwrap_err();
+        let err =
+            Cli::try_parse_from(["flowloom", "run", "wf.yaml", "--timeout", "soon"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("30s"), "{err}");
     }

@@ -77,9 +77,7 @@ impl CliError {
     /// How the process ends after this error.
     pub fn exit_code(&self) -> Exit {
         match self {
-            CliError::Usage(_) | CliError::Providers(_) | CliError::Definition(_) => {
-                Exit::Invalid
-            }
+            CliError::Usage(_) | CliError::Providers(_) | CliError::Definition(_) => Exit::Invalid,
             CliError::Runtime(_) => Exit::Failed,
         }
     }

@@ -47,9 +47,11 @@ pub struct CallEstimate {
     pub prompt_tokens: u64,
     /// The most completion tokens.
     pub max_completion_tokens: u64,
-    /// Cost with no completion at all.
+    /// Cost with no completion at all (`null` when the model is not priced).
+    #[serde(serialize_with = "cost_json")]
     pub cost_min: Cost,
-    /// Cost with every completion at its limit.
+    /// Cost with every completion at its limit (`null` when the model is not priced).
+    #[serde(serialize_with = "cost_json")]
     pub cost_max: Cost,
 }
 
@@ -74,6 +76,14 @@ pub struct Estimate {
     pub not_estimated: Vec<String>,
     /// The price table's date.
     pub prices_as_of: String,
+}
+
+/// A cost as JSON: the dollar amount as text (`"$0.0021"`), or `null` when unknown.
+fn cost_json<S: serde::Serializer>(c: &Cost, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Cost::Priced(m) => s.serialize_some(&m.to_string()),
+        _ => s.serialize_none(),
+    }
 }
 
 fn tokens(text: &str) -> Result<u64, CliError> {
@@ -267,7 +277,11 @@ fn step_calls(
         }
         if let Some(f) = &e.input_file {
             let p = wf.base_dir().join(f);
-            let p = if p.is_file() { p } else { Path::new(f).to_path_buf() };
+            let p = if p.is_file() {
+                p
+            } else {
+                Path::new(f).to_path_buf()
+            };
             let text = std::fs::read_to_string(&p).map_err(|err| {
                 CliError::usage(format!(
                     "step `{}`: cannot read its input_file {}: {err}",
@@ -294,8 +308,20 @@ fn cost_text(c: &Cost) -> String {
 /// The estimate as a table.
 pub fn render(e: &Estimate) -> String {
     let mut out = String::new();
-    let w = e.calls.iter().map(|c| c.step.len()).max().unwrap_or(4).max(4);
-    let m = e.calls.iter().map(|c| c.model.len()).max().unwrap_or(5).max(5);
+    let w = e
+        .calls
+        .iter()
+        .map(|c| c.step.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let m = e
+        .calls
+        .iter()
+        .map(|c| c.model.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let _ = writeln!(out, "estimate for workflow `{}`", e.workflow);
     let _ = writeln!(
         out,

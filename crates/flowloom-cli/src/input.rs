@@ -59,8 +59,8 @@ pub fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, CliError> {
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(CliError::usage(format!(
-                "invalid --var {pair:?}: the name {key:?} must start with a letter or `_` and \
-                 hold only letters, digits and `_`, so templates can use it as {{{{ name }}}}"
+                "invalid --var {pair:?}: the name {key:?} may hold only letters, digits and `_`, \
+                 and must not start with a digit, so templates can use it as {{{{ name }}}}"
             )));
         }
         vars.insert(key.to_owned(), Value::String(value.to_owned()));
@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(e.exit_code(), crate::error::Exit::Invalid);
         assert!(e.to_string().contains("KEY=VALUE"), "{e}");
         let e = parse_vars(&strings(&["=v"])).unwrap_err();
-        assert!(e.to_string().contains("must start with a letter"), "{e}");
+        assert!(e.to_string().contains("may hold only letters"), "{e}");
         let e = parse_vars(&strings(&["a-b=v"])).unwrap_err();
         assert!(e.to_string().contains("{{ name }}"), "{e}");
     }

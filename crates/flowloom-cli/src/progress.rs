@@ -234,12 +234,7 @@ fn cost_text(c: &Cost) -> String {
 fn step_line(r: &StepResult, pricer: &Pricer) -> String {
     let mut s = format!("{} {}", r.status, duration_text(r.duration_ms));
     if let Some(u) = &r.token_usage {
-        let _ = write!(
-            s,
-            " {} tok {}",
-            u.total_tokens,
-            cost_text(&pricer.cost(u))
-        );
+        let _ = write!(s, " {} tok {}", u.total_tokens, cost_text(&pricer.cost(u)));
     }
     if let Some(e) = &r.error
         && r.status != StepStatus::Completed
@@ -407,16 +402,27 @@ mod tests {
         let pricer = Pricer::new();
         let t = summary(&r, &pricer);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[1].starts_with("a ") && lines[1].contains("1000000"), "{t}");
+        assert!(
+            lines[1].starts_with("a ") && lines[1].contains("1000000"),
+            "{t}"
+        );
         // 1M input tokens of gpt-4o-mini at the table's input price.
-        let Cost::Priced(expected) = pricer.cost(&TokenUsage::new(1_000_000, 0, "gpt-4o-mini", "openai")) else {
+        let Cost::Priced(expected) =
+            pricer.cost(&TokenUsage::new(1_000_000, 0, "gpt-4o-mini", "openai"))
+        else {
             panic!("gpt-4o-mini is priced")
         };
         assert!(lines[1].ends_with(&expected.to_string()), "{t}");
         assert!(lines[2].contains("unpriced"), "{t}");
         assert!(lines[3].contains("FAILED"), "{t}");
-        assert!(lines[4].contains("SKIPPED") && lines[4].contains(" - "), "{t}");
-        assert!(lines[5].starts_with("total") && lines[5].contains("+ unpriced"), "{t}");
+        assert!(
+            lines[4].contains("SKIPPED") && lines[4].contains(" - "),
+            "{t}"
+        );
+        assert!(
+            lines[5].starts_with("total") && lines[5].contains("+ unpriced"),
+            "{t}"
+        );
     }
 
     #[test]

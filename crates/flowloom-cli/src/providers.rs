@@ -45,7 +45,11 @@ pub const BUILTIN: [(&str, &str, Option<&str>); 6] = [
         Some("GEMINI_API_KEY"),
     ),
     ("ollama", "http://localhost:11434/v1", None),
-    ("openai", "https://api.openai.com/v1", Some("OPENAI_API_KEY")),
+    (
+        "openai",
+        "https://api.openai.com/v1",
+        Some("OPENAI_API_KEY"),
+    ),
     (
         "openrouter",
         "https://openrouter.ai/api/v1",
@@ -225,6 +229,7 @@ impl Providers {
     }
 
     /// The endpoint named `name`.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.get(name)
     }
@@ -240,11 +245,6 @@ impl Providers {
     /// True when `name` can be routed (`mock` always can).
     pub fn is_configured(&self, name: &str) -> bool {
         name == MOCK || self.endpoints.contains_key(name)
-    }
-
-    /// The providers file read, if any.
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
     }
 
     /// Checks that every provider a workflow names can be routed (with `--provider`, that
@@ -329,8 +329,9 @@ impl Providers {
                                  mock provider"
                             )
                         };
-                        let problem =
-                            format!("provider `{target}` needs an API key and {var} is not set: {how}");
+                        let problem = format!(
+                            "provider `{target}` needs an API key and {var} is not set: {how}"
+                        );
                         if !problems.contains(&problem) {
                             problems.push(problem);
                         }
@@ -405,8 +406,7 @@ impl std::fmt::Debug for Route {
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -544,7 +544,10 @@ mod tests {
                 api_key: Some("sk-test".into()),
             }
         );
-        assert!(matches!(&r[1].target, Target::OpenAiCompatible { api_key: None, .. }));
+        assert!(matches!(
+            &r[1].target,
+            Target::OpenAiCompatible { api_key: None, .. }
+        ));
         assert!(!format!("{r:?}").contains("sk-test"));
     }
 
@@ -555,7 +558,9 @@ mod tests {
             .route(&names(&["anthropic", "deepseek"]), Some("ollama"), &no_env)
             .unwrap();
         for route in &r {
-            assert!(matches!(&route.target, Target::OpenAiCompatible { provider, .. } if provider == "ollama"));
+            assert!(
+                matches!(&route.target, Target::OpenAiCompatible { provider, .. } if provider == "ollama")
+            );
         }
         let e = p
             .route(&names(&["openai"]), Some("nope"), &no_env)

@@ -4,10 +4,10 @@
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
 
+use flowloom_core::LogLevel;
 use flowloom_core::{LlmRequest, WorkflowResult};
 use flowloom_engine::yaml::{LowerError, WorkflowSet, YamlError};
 use flowloom_engine::{Engine, EngineBuilder, RunError};
-use flowloom_core::LogLevel;
 use flowloom_observability::ObservabilityConfig;
 use flowloom_provider_mock::MockProvider;
 use flowloom_provider_openai::OpenAiProvider;
@@ -125,9 +125,11 @@ fn openai_client(
 
 /// Logs to standard error: `FLOWLOOM_LOG_LEVEL` (default WARN here, so progress stays
 /// readable), `FLOWLOOM_LOG_FORMAT`, with every key in use redacted.
-fn init_logs(routes: &[Route]) -> Result<Option<flowloom_observability::ObservabilityGuard>, CliError> {
-    let mut config = ObservabilityConfig::from_env()
-        .map_err(|e| CliError::usage(format!("logging: {e}")))?;
+fn init_logs(
+    routes: &[Route],
+) -> Result<Option<flowloom_observability::ObservabilityGuard>, CliError> {
+    let mut config =
+        ObservabilityConfig::from_env().map_err(|e| CliError::usage(format!("logging: {e}")))?;
     if env("FLOWLOOM_LOG_LEVEL").is_none() {
         config = config.with_level(LogLevel::Warn);
     }
@@ -208,9 +210,9 @@ pub fn run(args: &RunArgs, providers_file: Option<&Path>) -> Result<Exit, CliErr
     progress.finish();
     let result = match outcome {
         Ok(r) => r,
-        Err(e) if e.result().is_some() => e.into_result().ok_or_else(|| {
-            CliError::Runtime("the run ended without a result".to_owned())
-        })?,
+        Err(e) if e.result().is_some() => e
+            .into_result()
+            .ok_or_else(|| CliError::Runtime("the run ended without a result".to_owned()))?,
         Err(e) => return Err(before_start(e)),
     };
     report(args, &result, &progress)?;
@@ -322,11 +324,7 @@ fn report(args: &RunArgs, r: &WorkflowResult, progress: &Progress) -> Result<(),
     }
     let mut err = std::io::stderr().lock();
     if !args.quiet {
-        let _ = write!(
-            err,
-            "\n{}",
-            crate::progress::summary(r, progress.pricer())
-        );
+        let _ = write!(err, "\n{}", crate::progress::summary(r, progress.pricer()));
     }
     if let Some(e) = &r.error
         && !r.is_success()
@@ -340,7 +338,11 @@ fn report(args: &RunArgs, r: &WorkflowResult, progress: &Progress) -> Result<(),
     } else if let Some(o) = &r.output {
         let _ = match o.as_str() {
             Some(text) => writeln!(out, "{text}"),
-            None => writeln!(out, "{}", serde_json::to_string_pretty(o).unwrap_or_default()),
+            None => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(o).unwrap_or_default()
+            ),
         };
     }
     Ok(())

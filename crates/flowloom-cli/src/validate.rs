@@ -36,6 +36,9 @@ pub fn check_file(path: &Path, providers: &Providers, flag: Option<&str>) -> Dia
                 }
             }
         }
+        diags
+            .0
+            .sort_by_key(|d| (d.location.line, d.location.column));
     }
     diags
 }
