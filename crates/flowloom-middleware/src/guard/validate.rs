@@ -267,15 +267,16 @@ impl InputValidator {
                     code: c as u32,
                 });
             }
-            if self.detect_injection && matches!(*role, "user" | "tool" | "input") {
-                if let Some((pattern, matched)) = find_injection(text) {
-                    return Err(InputError::PromptInjection {
-                        index,
-                        role,
-                        pattern,
-                        excerpt: matched.chars().take(80).collect(),
-                    });
-                }
+            if self.detect_injection
+                && matches!(*role, "user" | "tool" | "input")
+                && let Some((pattern, matched)) = find_injection(text)
+            {
+                return Err(InputError::PromptInjection {
+                    index,
+                    role,
+                    pattern,
+                    excerpt: matched.chars().take(80).collect(),
+                });
             }
         }
         if total > self.max_total_chars {
