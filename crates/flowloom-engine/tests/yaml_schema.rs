@@ -38,16 +38,34 @@ fn schema_carries_the_format_rules() {
     let s = yaml::json_schema();
     assert_eq!(s["properties"]["$schema"]["const"], "workflow/v2.0");
     assert_eq!(s["additionalProperties"], false);
-    let req: Vec<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    for f in ["$schema", "name", "version", "description", "execution", "steps"] {
+    let req: Vec<&str> = s["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for f in [
+        "$schema",
+        "name",
+        "version",
+        "description",
+        "execution",
+        "steps",
+    ] {
         assert!(req.contains(&f), "{f} is required");
     }
     assert_eq!(s["properties"]["steps"]["minItems"], 1);
     let defs = &s["$defs"];
     assert_eq!(defs["Step"]["additionalProperties"], false);
     assert_eq!(defs["Step"]["properties"]["temperature"]["maximum"], 2.0);
-    assert_eq!(defs["ConsensusConfig"]["properties"]["executions"]["minItems"], 2);
-    assert_eq!(defs["LoopDef"]["properties"]["max_iterations"]["minimum"], 1);
+    assert_eq!(
+        defs["ConsensusConfig"]["properties"]["executions"]["minItems"],
+        2
+    );
+    assert_eq!(
+        defs["LoopDef"]["properties"]["max_iterations"]["minimum"],
+        1
+    );
     let thresholds = serde_json::to_string(&defs["Threshold"]).unwrap();
     for t in ["unanimous", "majority", "2/3"] {
         assert!(thresholds.contains(t), "{thresholds}");

@@ -52,6 +52,7 @@ pub use diag::{Diagnostic, Diagnostics, Location, Severity};
 pub use duration::{DurationError, DurationStr, parse_duration};
 pub use effective::EffectiveConfig;
 pub use graph::{GraphEdge, GraphNode, NodeKind, StepGraph};
+pub use library::Library;
 pub use lower::{LowerError, WorkflowSet};
 pub use model::*;
 pub use parse::Limits;
@@ -369,6 +370,24 @@ pub fn validate_file(path: impl AsRef<Path>) -> Diagnostics {
             }
         }
     }
+}
+
+/// Renders every string inside `value` with the variables in `context` the way loop `with`
+/// values are rendered: a string that is one `{{ expression }}` keeps its type, and missing
+/// attributes render as empty text.
+///
+/// ```
+/// use serde_json::json;
+/// let ctx = json!({"loop": {"iteration": 2, "last": null}});
+/// let v = flowloom_engine::yaml::render_loop_value(
+///     &json!({"round": "{{ loop.iteration }}", "err": "{{ loop.last.output.error }}"}), &ctx).unwrap();
+/// assert_eq!(v, json!({"round": 2, "err": ""}));
+/// ```
+pub fn render_loop_value(
+    value: &serde_json::Value,
+    context: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    plugins::render_lenient(value, context)
 }
 
 /// The JSON Schema of `workflow/v2.0`, generated from [`WorkflowFile`].

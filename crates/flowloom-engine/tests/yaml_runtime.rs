@@ -1,0 +1,181 @@
+//! Run-time options of YAML workflows: `execution.parallel`, `on_error`, `on_failure`, step
+//! and workflow timeouts, `if` expressions, `env`, and providers that are not registered.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use flowloom_core::{StepStatus, WorkflowStatus};
+use flowloom_engine::Engine;
+use flowloom_engine::yaml::{self, Library, WorkflowSet};
+use flowloom_provider_mock::MockProvider;
+
+fn set(text: &str) -> WorkflowSet {
+    let wf = yaml::load_str(text).unwrap_or_else(|e| panic!("{e}"));
+    WorkflowSet::from_library(wf, &Library::new()).unwrap()
+}
+
+const HEAD: &str =
+    "$schema: workflow/v2.0\nname: rt\nversion: 1.0.0\ndescription: runtime options\n";
+
+#[test]
+fn parallel_false_chains_every_step_after_the_one_before() {
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\n  parallel: false\nsteps:\n  - {{name: a, run: a}}\n  - {{name: b, needs: [], run: b}}\n  - {{name: c, needs: [a], run: c}}\n"
+    );
+    let s = set(&text);
+    let wf = s.root().unwrap();
+    assert_eq!(wf.dependencies("b").unwrap(), vec!["a"]);
+    let mut c = wf.dependencies("c").unwrap();
+    c.sort_unstable();
+    assert_eq!(c, vec!["a", "b"]);
+    // Without it, `needs: []` starts at once.
+    let s = set(&text.replace("  parallel: false\n", ""));
+    assert!(s.root().unwrap().dependencies("b").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn on_error_continue_and_on_failure_decide_whether_the_run_goes_on() {
+    let script = "rules:\n  - match: \"^boom\"\n    error: invalid_request\n";
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\n  on_error: continue\nsteps:\n  - {{name: a, run: boom}}\n  - {{name: b, run: fine}}\n"
+    );
+    let s = set(&text);
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    assert_eq!(r.step("a").unwrap().status, StepStatus::Failed);
+    assert_eq!(r.step_output("b"), Some("fine"));
+    // A step's own `on_failure: fail` wins over `on_error: continue`.
+    let s = set(&text.replace(
+        "{name: a, run: boom}",
+        "{name: a, run: boom, on_failure: fail}",
+    ));
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
+        .build()
+        .unwrap();
+    let err = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.result().unwrap().status, WorkflowStatus::Failed);
+    assert_eq!(err.failed_step(), Some("a"));
+    // Without either, a failing step stops the run; with `on_failure: continue` it does not.
+    let plain = text.replace("  on_error: continue\n", "");
+    let s = set(&plain.replace(
+        "{name: a, run: boom}",
+        "{name: a, run: boom, on_failure: continue}",
+    ));
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    assert_eq!(r.step_output("b"), Some("fine"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn step_timeouts_come_from_execution_or_the_step() {
+    let slow = "rules:\n  - match: \"^slow\"\n    respond: late\n    latency: 1h\n";
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\n  timeout: 5m\nsteps:\n  - {{name: a, run: quick}}\n  - {{name: b, timeout: 30s, run: slow}}\n"
+    );
+    let s = set(&text);
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(slow).unwrap()))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_err();
+    let b = err.result().unwrap().step("b").unwrap().clone();
+    assert_eq!(b.status, StepStatus::Failed);
+    assert!(b.error.unwrap().contains("timed out after 30s"));
+    assert_eq!(started.elapsed().as_secs(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn workflow_timeout_ends_the_run_as_timeout() {
+    let slow = "default: { respond: late, latency: 1h }\n";
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\n  workflow_timeout: 2m\nsteps:\n  - {{name: a, run: slow}}\n"
+    );
+    let s = set(&text);
+    assert_eq!(s.workflow_timeout().unwrap().as_secs(), 120);
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(slow).unwrap()))
+        .build()
+        .unwrap();
+    let err = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[tokio::test]
+async fn if_expressions_are_evaluated_not_truthy_strings() {
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\nsteps:\n  - {{name: check, run: \"NO\"}}\n  - name: fix\n    needs: [check]\n    if: \"check == 'YES'\"\n    run: fix it\n  - name: report\n    needs: [check]\n    if: \"{{{{ check | lower == 'no' }}}}\"\n    run: report\n"
+    );
+    let s = set(&text);
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::echo()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.step("fix").unwrap().status,
+        StepStatus::Skipped,
+        "\"check == 'YES'\" is a non-empty string but false"
+    );
+    assert_eq!(r.step_output("report"), Some("report"));
+}
+
+#[tokio::test]
+async fn an_unregistered_provider_fails_before_anything_runs() {
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\nsteps:\n  - {{name: a, run: one}}\n  - {{name: b, provider: nowhere, run: two}}\n"
+    );
+    let s = set(&text);
+    let m = MockProvider::echo();
+    let engine = s
+        .register(Engine::builder().provider("mock", m.clone()))
+        .build()
+        .unwrap();
+    let err = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nowhere"), "{err}");
+    assert_eq!(m.request_count(), 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn env_values_of_any_scalar_type_are_text() {
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\nenv:\n  PORT: 8080\n  DEBUG: true\n  NAME: api\nsteps:\n  - {{name: a, run: \"{{{{ env.NAME }}}}:{{{{ env.PORT }}}} debug={{{{ env.DEBUG }}}}\"}}\n"
+    );
+    let s = set(&text);
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::echo()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    assert_eq!(r.output_text(), Some("api:8080 debug=true"));
+}
