@@ -550,6 +550,73 @@ pub fn similar(found: &str, expected: &str, threshold: f64) -> Result<f64, Asser
     }
 }
 
+/// The parts of a run's result that a replay must reproduce: everything but the run and step
+/// ids, the correlation id, timestamps and durations.
+pub fn stable_view(result: &flowloom_core::WorkflowResult) -> Value {
+    let mut v = serde_json::to_value(result).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        for k in [
+            "workflow_id",
+            "correlation_id",
+            "created_at",
+            "completed_at",
+        ] {
+            m.remove(k);
+        }
+        if let Some(Value::Array(steps)) = m.get_mut("steps") {
+            for s in steps.iter_mut().filter_map(Value::as_object_mut) {
+                s.remove("step_id");
+                s.remove("duration_ms");
+            }
+        }
+        if let Some(Value::Object(metrics)) = m.get_mut("metrics") {
+            metrics.remove("total_duration_ms");
+            metrics.remove("step_durations");
+        }
+    }
+    v
+}
+
+/// `found` is the same run result as `expected` — status, output, error, every step's name,
+/// status, output, error and token usage, and the metrics' counts and usage — ignoring ids,
+/// timestamps and durations ([`stable_view`]). The failure lists every field that differs.
+///
+/// ```
+/// # use flowloom_core::{WorkflowResult, WorkflowStatus, ExecutionMetrics};
+/// # let make = || WorkflowResult { workflow_id: uuid::Uuid::new_v4(), workflow_name: "w".into(),
+/// #     correlation_id: uuid::Uuid::new_v4(), status: WorkflowStatus::Completed,
+/// #     output: Some("hi".into()), error: None, failed_step: None, steps: vec![],
+/// #     metrics: ExecutionMetrics::default(), created_at: time::OffsetDateTime::now_utc(),
+/// #     completed_at: None };
+/// let (a, mut b) = (make(), make());
+/// flowloom_testkit::assert::same_result(&a, &b).unwrap(); // ids and times differ: still the same
+/// b.output = Some("bye".into());
+/// let err = flowloom_testkit::assert::same_result(&b, &a).unwrap_err();
+/// assert!(err.to_string().contains(r#"output: recorded "hi", now "bye""#));
+/// ```
+pub fn same_result(
+    found: &flowloom_core::WorkflowResult,
+    expected: &flowloom_core::WorkflowResult,
+) -> Result<(), AssertionFailure> {
+    let changes = crate::cassette::changes(&stable_view(expected), &stable_view(found));
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut f = AssertionFailure::new(
+        "same_result",
+        format!(
+            "the result of workflow `{}` as recorded",
+            expected.workflow_name
+        ),
+        format!("{} difference(s) (recorded → now)", changes.len()),
+    );
+    f.details = crate::cassette::render_changes(&changes)
+        .lines()
+        .map(|l| l.trim_start().to_owned())
+        .collect();
+    Err(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@
 //! impl AsyncProvider for Echo {
 //!     fn name(&self) -> &str { "echo" }
 //!     async fn complete(&self, r: LlmRequest) -> Result<LlmResponse, LlmError> {
-//!         Ok(LlmResponse::text(r.prompt().unwrap_or_default(), r.model, "echo"))
+//!         Ok(LlmResponse::text(r.prompt().unwrap_or_default().to_owned(), r.model, "echo"))
 //!     }
 //! }
 //!
