@@ -7,7 +7,8 @@ use crate::error::LlmError;
 /// Calls any provider service from blocking code, on a small runtime of its own.
 ///
 /// Calling it from inside an async runtime is an error ([`LlmError::Unsupported`]), not a
-/// panic or a deadlock: async code should `.await` the service instead.
+/// panic or a deadlock: async code should `.await` the service instead. Dropping it inside an
+/// async runtime does not panic either: its runtime is then shut down in the background.
 ///
 /// ```
 /// use flowloom_core::{AsyncProvider, LlmError, LlmRequest, LlmResponse, provider, BlockingClient};
@@ -15,7 +16,8 @@ use crate::error::LlmError;
 /// impl AsyncProvider for Echo {
 ///     fn name(&self) -> &str { "echo" }
 ///     async fn complete(&self, r: LlmRequest) -> Result<LlmResponse, LlmError> {
-///         Ok(LlmResponse::text(r.prompt().unwrap_or_default(), r.model, "echo"))
+///         let text = r.prompt().unwrap_or_default().to_owned();
+///         Ok(LlmResponse::text(text, r.model, "echo"))
 ///     }
 /// }
 /// let client = BlockingClient::new(provider::from_async(Echo)).unwrap();
@@ -25,7 +27,8 @@ use crate::error::LlmError;
 #[derive(Debug)]
 pub struct BlockingClient<S> {
     service: S,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl<S> BlockingClient<S> {
@@ -41,7 +44,10 @@ impl<S> BlockingClient<S> {
                 provider: "blocking client".to_owned(),
                 message: format!("could not start a runtime: {e}"),
             })?;
-        Ok(Self { service, runtime })
+        Ok(Self {
+            service,
+            runtime: Some(runtime),
+        })
     }
 
     /// Calls the service and waits for its answer.
@@ -57,6 +63,21 @@ impl<S> BlockingClient<S> {
                         .to_owned(),
             });
         }
-        self.runtime.block_on(self.service.clone().oneshot(request))
+        match &self.runtime {
+            Some(rt) => rt.block_on(self.service.clone().oneshot(request)),
+            None => Err(LlmError::Cancelled),
+        }
+    }
+}
+
+impl<S> Drop for BlockingClient<S> {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which tokio forbids (with a panic) inside
+        // an async context; there, let it shut down in the background instead.
+        if let Some(rt) = self.runtime.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            rt.shutdown_background();
+        }
     }
 }

@@ -10,17 +10,28 @@ use crate::request::{DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE};
 use crate::validation::{ValidationError, ValidationErrors, max_tokens, non_empty, temperature};
 
 /// A secret string (an API key). `Debug` and `Display` print `[REDACTED]`; it is never
-/// serialized (serialization writes `null`).
+/// serialized (serialization writes `null`). Deserialization reads a string, and reads the
+/// `null` that serialization wrote as an empty secret, so a serialized configuration can be
+/// read back (without its secret).
 ///
 /// ```
 /// use flowloom_core::Secret;
 /// let s = Secret::new("sk-live-123");
 /// assert_eq!(format!("{s:?}"), "[REDACTED]");
 /// assert_eq!(s.expose(), "sk-live-123");
+/// assert_eq!(serde_json::to_string(&s).unwrap(), "null");
+/// let back: Secret = serde_json::from_str("null").unwrap();
+/// assert!(back.is_empty());
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Secret(String);
+#[derive(Clone, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct Secret(#[schemars(with = "Option<String>")] String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<String>::deserialize(d).map(|s| Secret(s.unwrap_or_default()))
+    }
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -176,7 +187,7 @@ impl FrameworkConfig {
         temperature("default_temperature", self.default_temperature, &mut errors);
         max_tokens("default_max_tokens", self.default_max_tokens, &mut errors);
         if let Some(t) = self.default_timeout_seconds
-            && !(t > 0.0 && t.is_finite())
+            && !(t > 0.0 && Duration::try_from_secs_f64(t).is_ok())
         {
             errors.push(ValidationError::new(
                 "default_timeout_seconds",
@@ -210,8 +221,10 @@ impl FrameworkConfig {
         ValidationErrors::check(errors)
     }
 
-    /// The default timeout as a `Duration`.
+    /// The default timeout as a `Duration`; `None` when unset, and also when the value is not
+    /// a valid duration (negative, NaN, too large), which [`FrameworkConfig::validate`] reports.
     pub fn default_timeout(&self) -> Option<Duration> {
-        self.default_timeout_seconds.map(Duration::from_secs_f64)
+        self.default_timeout_seconds
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
     }
 }
