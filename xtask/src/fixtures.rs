@@ -221,7 +221,7 @@ pub fn record(root: &Path, name: &str, max_cost_usd: f64, backend: Backend) -> R
             }
             Err(out
                 .err()
-                .map_or_else(|| anyhow::anyhow!("the recording failed"), |e| e))
+                .unwrap_or_else(|| anyhow::anyhow!("the recording failed")))
             .with_context(|| {
                 format!(
                     "recording `{name}` failed; {} was left as it was",

@@ -281,7 +281,7 @@ pub fn bump_root_manifest(text: &str, new: &Version) -> Result<(String, String)>
         if t.starts_with('[') {
             section = t.to_owned();
         } else if let Some((a, b)) = quoted_version(line)
-            && &line[a..b] == current
+            && line[a..b] == current
         {
             let is_pkg = section == "[workspace.package]" && t.starts_with("version");
             let is_path_dep = section == "[workspace.dependencies]" && t.contains("path =");
@@ -315,7 +315,7 @@ pub fn bump_member_manifest(text: &str, old: &str, new: &Version) -> Option<Stri
         if section == "[package]"
             && t.starts_with("version")
             && let Some((a, b)) = quoted_version(line)
-            && &line[a..b] == old
+            && line[a..b] == *old
         {
             out.push_str(&format!("{}{new}{}", &line[..a], &line[b..]));
             changed = true;

@@ -1,6 +1,7 @@
 //! The release task on real git repositories: a temporary clone of this one (dry run), and a
 //! small synthetic workspace (the full run, with the slow cargo checks faked).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
