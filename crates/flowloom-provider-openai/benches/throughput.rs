@@ -8,7 +8,7 @@
 //!
 //! The server and the clients run on separate single-worker runtimes (one core each, as far
 //! as the machine allows). Each measurement runs until 20,000 requests or 5 seconds, whichever
-//! comes first, after a warm-up; raw and provider runs alternate twice per level and the
+//! comes first, after a warm-up; raw and provider runs alternate three times per level and the
 //! better run of each is kept, to damp the noise of a shared machine. Target: the provider
 //! reaches ≥ 0.9 of raw throughput.
 
@@ -28,6 +28,8 @@ use tower::ServiceExt;
 const MAX_REQUESTS: usize = 20_000;
 const MAX_TIME: Duration = Duration::from_secs(5);
 const KEY: &str = "sk-bench";
+/// Alternating raw/provider rounds per level; the best run of each is kept.
+const ROUNDS: usize = 3;
 
 #[derive(Clone, Copy)]
 struct Figures {
@@ -168,7 +170,7 @@ fn main() {
     for concurrency in [1usize, 64, 256] {
         let mut best_raw: Option<Figures> = None;
         let mut best_prov: Option<Figures> = None;
-        for _ in 0..2 {
+        for _ in 0..ROUNDS {
             let (raw, url, body) = (raw.clone(), url.clone(), raw_body.clone());
             let r = client_rt.block_on(measure(concurrency, move || {
                 let (raw, url, body) = (raw.clone(), url.clone(), body.clone());

@@ -211,7 +211,7 @@ struct Scripts {
 }
 
 struct Shared {
-    config: Mutex<MockConfig>,
+    config: Mutex<Arc<MockConfig>>,
     scripts: Mutex<Scripts>,
     requests: Mutex<Vec<RecordedRequest>>,
     counter: AtomicU64,
@@ -255,7 +255,7 @@ impl MockOpenAiServer {
         let addr = listener.local_addr()?;
         let (stop, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
-            config: Mutex::new(config),
+            config: Mutex::new(Arc::new(config)),
             scripts: Mutex::new(Scripts::default()),
             requests: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
@@ -343,7 +343,7 @@ impl MockOpenAiServer {
 
     /// Changes the configuration for the requests that follow.
     pub fn configure(&self, f: impl FnOnce(&mut MockConfig)) {
-        f(&mut lock(&self.shared.config));
+        f(Arc::make_mut(&mut lock(&self.shared.config)));
     }
 
     /// Every request received so far, oldest first.
@@ -439,7 +439,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let raw = String::from_utf8_lossy(&bytes).into_owned();
     let path = parts.uri.path().to_owned();
     let n = shared.counter.fetch_add(1, Ordering::Relaxed) + 1;
-    let config = lock(&shared.config).clone();
+    let config = Arc::clone(&lock(&shared.config));
     if config.record_requests {
         let headers = parts
             .headers
