@@ -33,6 +33,12 @@ use crate::plugin::{BoxFuture, StepPlugin, StepRuntime, UsageAcc};
 use crate::template::{self, Outputs, Scope};
 use crate::workflow::{StepDef, StepImpl, WithTpl, Workflow, WorkflowRef};
 
+/// A random (version 4) id. Run ids need to be unique, not secret: a fast generator is used
+/// rather than the operating system's.
+pub(crate) fn new_id() -> Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
 /// How deep sub-workflow calls may nest.
 const MAX_DEPTH: usize = 32;
 
@@ -122,8 +128,8 @@ pub(crate) async fn run_top(
     let shared = Arc::new(RunShared {
         engine: engine.clone(),
         workflow: wf.clone(),
-        run_id: opts.run_id.unwrap_or_else(Uuid::new_v4),
-        correlation_id: opts.correlation_id.unwrap_or_else(Uuid::new_v4),
+        run_id: opts.run_id.unwrap_or_else(crate::exec::new_id),
+        correlation_id: opts.correlation_id.unwrap_or_else(crate::exec::new_id),
         input: opts.input,
         vars,
         cancel: opts.cancel.unwrap_or_default(),
@@ -172,7 +178,7 @@ pub(crate) async fn run_child(
     let shared = Arc::new(RunShared {
         engine: engine.clone(),
         workflow: wf,
-        run_id: Uuid::new_v4(),
+        run_id: crate::exec::new_id(),
         correlation_id: parent.correlation_id,
         input,
         vars,
@@ -409,7 +415,9 @@ impl Drop for CleanupGuard {
             let plugin = Arc::clone(&self.plugin);
             let rt = Arc::clone(&self.rt);
             h.spawn(async move {
-                let _ = AssertUnwindSafe(plugin.cleanup(&rt)).catch_unwind().await;
+                let _ = AssertUnwindSafe(async { plugin.cleanup(&rt).await })
+                    .catch_unwind()
+                    .await;
             });
         }
     }
@@ -566,12 +574,15 @@ async fn run_scheduler(
     let cancel = shared.cancel.clone();
     let mut cancel_seen = false;
     let mut timed_out = false;
+    // A step running alone is awaited directly (the common case of a plain sequence);
+    // `FuturesUnordered` only holds steps running side by side.
+    let mut solo: Option<BoxFuture<'static, StepDone>> = None;
     loop {
         if !cancel_seen && cancel.is_cancelled() {
             cancel_seen = true;
             sch.stop.get_or_insert(Stop::Cancelled);
         }
-        while sch.stop.is_none() && in_flight.len() < max {
+        while sch.stop.is_none() && in_flight.len() + usize::from(solo.is_some()) < max {
             let Some(i) = sch.ready.pop_front() else {
                 break;
             };
@@ -579,37 +590,51 @@ async fn run_scheduler(
                 Prepared::Skip(reason) => sch.finish_skip(i, reason).await,
                 Prepared::Fail(err) => sch.finish_fail(i, err, started_now()).await,
                 Prepared::Done(done) => sch.finish(done).await,
-                Prepared::Start(f) => in_flight.push(f),
+                Prepared::Start(f) => {
+                    if in_flight.is_empty() && solo.is_none() && sch.ready.is_empty() {
+                        solo = Some(f);
+                    } else {
+                        if let Some(s) = solo.take() {
+                            in_flight.push(s);
+                        }
+                        in_flight.push(f);
+                    }
+                }
             }
         }
-        if in_flight.is_empty() {
+        if in_flight.is_empty() && solo.is_none() {
             break;
         }
+        let had_solo = solo.is_some();
+        let next = next_done(&mut solo, &mut in_flight);
         let done = match deadline {
-            None if cancel_seen => in_flight.next().await,
+            None if cancel_seen => next.await,
             None => {
                 tokio::select! {
                     biased;
-                    d = in_flight.next() => d,
+                    d = next => d,
                     () = cancel.cancelled() => continue,
                 }
             }
             Some(d) if cancel_seen => {
                 tokio::select! {
                     biased;
-                    x = in_flight.next() => x,
+                    x = next => x,
                     () = tokio::time::sleep_until(d) => { timed_out = true; None }
                 }
             }
             Some(d) => {
                 tokio::select! {
                     biased;
-                    x = in_flight.next() => x,
+                    x = next => x,
                     () = cancel.cancelled() => continue,
                     () = tokio::time::sleep_until(d) => { timed_out = true; None }
                 }
             }
         };
+        if had_solo && done.is_some() {
+            solo = None;
+        }
         match done {
             Some(done) => sch.finish(done).await,
             None if timed_out => break,
@@ -634,9 +659,10 @@ async fn run_scheduler(
             }
         }
         drop(in_flight);
+        drop(solo);
         shared.cancel.cancel();
         for p in claimed {
-            let _ = AssertUnwindSafe(p.plugin.cleanup(&p.rt))
+            let _ = AssertUnwindSafe(async { p.plugin.cleanup(&p.rt).await })
                 .catch_unwind()
                 .await;
         }
@@ -731,6 +757,17 @@ async fn run_scheduler(
         }
     }
     result
+}
+
+/// The next step to finish: the one running alone, or any of those running side by side.
+async fn next_done(
+    solo: &mut Option<BoxFuture<'static, StepDone>>,
+    in_flight: &mut FuturesUnordered<BoxFuture<'static, StepDone>>,
+) -> Option<StepDone> {
+    match solo {
+        Some(f) => Some(f.await),
+        None => in_flight.next().await,
+    }
 }
 
 fn started_now() -> Instant {
@@ -830,33 +867,58 @@ impl Scheduler<'_> {
             step: Arc::clone(&step.name),
             kind: Arc::clone(&step.kind_label),
         });
-        let body: BoxFuture<'static, Body> = match &step.imp {
+        let l = Launch {
+            i,
+            started,
+            span,
+            step_event,
+            shared: self.run_event.as_ref().map(|_| Arc::clone(&self.shared)),
+            kind_label: Arc::clone(&step.kind_label),
+            step_timeout: step.settings.timeout.or(wf.defaults.timeout),
+        };
+        match &step.imp {
             StepImpl::Llm { prompt, system } => {
                 let scope = self.scope();
                 let what_p = || format!("the prompt of step {name:?}");
                 let text = match template::render(&wf.env, prompt, &scope, &what_p) {
                     Ok(t) => t,
-                    Err(e) => return self.fail_started(i, &e.to_string(), started, span),
+                    Err(e) => return fail_started(l, &e.to_string()),
                 };
-                let config = self.step_config(step);
-                let mut req = LlmRequest::new(config.model.clone().unwrap_or_default(), text);
+                let cfg = self.shared.engine.config();
+                let (st, wd) = (&step.settings, &wf.defaults);
+                let model = st
+                    .model
+                    .as_deref()
+                    .or(wd.model.as_deref())
+                    .unwrap_or(&cfg.default_model);
+                let mut req = LlmRequest::new(model, text);
                 if let Some(sys) = system {
                     let what_s = || format!("the system prompt of step {name:?}");
                     match template::render(&wf.env, sys, &scope, &what_s) {
                         Ok(t) => req = req.with_system(t),
-                        Err(e) => return self.fail_started(i, &e.to_string(), started, span),
+                        Err(e) => return fail_started(l, &e.to_string()),
                     }
                 }
-                let cfg = self.shared.engine.config();
-                req.temperature = config.temperature.unwrap_or(cfg.default_temperature);
-                req.max_tokens = config.max_tokens.unwrap_or(cfg.default_max_tokens);
-                let pname = config.provider.as_deref().unwrap_or_default();
+                req.temperature = st
+                    .temperature
+                    .or(wd.temperature)
+                    .unwrap_or(cfg.default_temperature);
+                req.max_tokens = st
+                    .max_tokens
+                    .or(wd.max_tokens)
+                    .unwrap_or(cfg.default_max_tokens);
+                let pname = st
+                    .provider
+                    .as_deref()
+                    .or(wd.provider.as_deref())
+                    .or(self.shared.engine.0.default_provider.as_deref())
+                    .unwrap_or_default();
                 let Some((pname, svc)) = self.shared.engine.provider(pname) else {
                     let msg = format!(
                         "provider {pname:?} is not registered (registered providers: {})",
                         self.shared.engine.provider_names().join(", ")
                     );
-                    return self.fail_started(i, &msg, started, span);
+                    return fail_started(l, &msg);
                 };
                 req.context = CallContext {
                     run_id: Some(self.shared.run_id),
@@ -865,7 +927,7 @@ impl Scheduler<'_> {
                     correlation_id: Some(self.shared.correlation_id),
                     provider: Some(Arc::clone(&pname)),
                 };
-                Box::pin(async move {
+                launch(l, async move {
                     let res: Result<LlmResponse, LlmError> = svc.oneshot(req).await;
                     match res {
                         Ok(r) => Body {
@@ -885,9 +947,9 @@ impl Scheduler<'_> {
             }
             StepImpl::Transform(f) => {
                 let ctx = self.step_context(i, self.step_config(step));
-                if step_event.is_none() {
+                if l.step_event.is_none() {
                     // No hooks: run inline, no future, no task.
-                    let entered = span.enter();
+                    let entered = l.span.enter();
                     let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&ctx)));
                     drop(entered);
                     let outcome = match r {
@@ -901,12 +963,12 @@ impl Scheduler<'_> {
                         usage: None,
                         llm_calls: 0,
                         llm_calls_without_usage: 0,
-                        started,
-                        span,
+                        started: l.started,
+                        span: l.span,
                     });
                 }
                 let f = Arc::clone(f);
-                Box::pin(async move {
+                launch(l, async move {
                     let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&ctx)));
                     Body::plain(match r {
                         Ok(Ok(v)) => Ok(v),
@@ -921,14 +983,14 @@ impl Scheduler<'_> {
                 let mut vars = match render_with(&wf.env, with, &scope, &what) {
                     Ok(Value::Object(m)) => m,
                     Ok(_) => Map::new(),
-                    Err(e) => return self.fail_started(i, &e.to_string(), started, span),
+                    Err(e) => return fail_started(l, &e.to_string()),
                 };
                 let input = vars
                     .remove("input")
                     .unwrap_or_else(|| self.shared.input.clone());
                 let shared = Arc::clone(&self.shared);
                 let target = target.clone();
-                Box::pin(async move {
+                launch(l, async move {
                     let called = target.name().to_owned();
                     match run_child(&shared, &target, input, vars).await {
                         Ok(r) => Body {
@@ -952,58 +1014,18 @@ impl Scheduler<'_> {
             }
             StepImpl::Plugin(p) => {
                 let p = Arc::clone(p);
-                self.plugin_body(i, step, p)
+                let body = self.plugin_body(i, step, p);
+                launch(l, body)
             }
             StepImpl::Kind { kind, .. } => {
                 let Some(p) = self.plugins.get(i as usize).cloned().flatten() else {
                     let msg = format!("step kind {kind:?} has no plugin for this run");
-                    return self.fail_started(i, &msg, started, span);
+                    return fail_started(l, &msg);
                 };
-                self.plugin_body(i, step, p)
-            }
-        };
-        let kind_label = Arc::clone(&step.kind_label);
-        let step_timeout = step.settings.timeout.or(wf.defaults.timeout);
-        let hooks = self.shared.engine.0.hooks.clone();
-        let span2 = span.clone();
-        let fut = async move {
-            if let Some(ev) = &step_event {
-                for h in &hooks {
-                    h.on_step_start(ev).await;
-                }
-            }
-            let guarded = AssertUnwindSafe(body).catch_unwind();
-            let res = match step_timeout {
-                Some(t) => match tokio::time::timeout(t, guarded).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(Body::plain(Err(format!("timed out after {t:?}")))),
-                },
-                None => guarded.await,
-            };
-            let body = match res {
-                Ok(b) => b,
-                Err(p) => Body::plain(Err(format!(
-                    "{} panicked: {}",
-                    if let Some(plugin) = kind_label.strip_prefix("plugin:") {
-                        format!("plugin {plugin:?}")
-                    } else {
-                        format!("the {kind_label} step")
-                    },
-                    panic_message(p)
-                ))),
-            };
-            StepDone {
-                idx: i,
-                outcome: body.outcome,
-                usage: body.usage,
-                llm_calls: body.llm_calls,
-                llm_calls_without_usage: body.without_usage,
-                started,
-                span: span2,
+                let body = self.plugin_body(i, step, p);
+                launch(l, body)
             }
         }
-        .instrument(span);
-        Prepared::Start(Box::pin(fut))
     }
 
     fn plugin_body(
@@ -1011,7 +1033,7 @@ impl Scheduler<'_> {
         i: u32,
         step: &StepDef,
         plugin: Arc<dyn StepPlugin>,
-    ) -> BoxFuture<'static, Body> {
+    ) -> impl std::future::Future<Output = Body> + Send + 'static {
         let ctx = self.step_context(i, self.step_config(step));
         let rt = Arc::new(StepRuntime {
             run: Arc::clone(&self.shared),
@@ -1030,21 +1052,26 @@ impl Scheduler<'_> {
             },
         ));
         let pname = plugin.name().to_owned();
-        Box::pin(async move {
+        async move {
             phase.store(PHASE_INIT, Ordering::Release);
             let guard = CleanupGuard {
                 plugin: Arc::clone(&plugin),
                 rt: Arc::clone(&rt),
                 phase: Arc::clone(&phase),
             };
-            let init = AssertUnwindSafe(plugin.init(&rt)).catch_unwind().await;
+            let init = AssertUnwindSafe(async { plugin.init(&rt).await })
+                .catch_unwind()
+                .await;
             let outcome = match init {
                 Err(p) => Err(format!(
                     "plugin {pname:?} panicked in init: {}",
                     panic_message(p)
                 )),
                 Ok(Err(e)) => Err(format!("plugin {pname:?} failed in init: {e}")),
-                Ok(Ok(())) => match AssertUnwindSafe(plugin.execute(&rt)).catch_unwind().await {
+                Ok(Ok(())) => match AssertUnwindSafe(async { plugin.execute(&rt).await })
+                    .catch_unwind()
+                    .await
+                {
                     Err(p) => Err(format!("plugin {pname:?} panicked: {}", panic_message(p))),
                     Ok(Err(e)) => Err(format!("plugin {pname:?} failed: {e}")),
                     Ok(Ok(v)) => Ok(v),
@@ -1059,7 +1086,9 @@ impl Scheduler<'_> {
                     Ordering::Acquire,
                 )
                 .is_ok()
-                && let Err(p) = AssertUnwindSafe(plugin.cleanup(&rt)).catch_unwind().await
+                && let Err(p) = AssertUnwindSafe(async { plugin.cleanup(&rt).await })
+                    .catch_unwind()
+                    .await
                 && outcome.is_ok()
             {
                 outcome = Err(format!(
@@ -1075,19 +1104,7 @@ impl Scheduler<'_> {
                 llm_calls: 0,
                 without_usage: 0,
             }
-        })
-    }
-
-    fn fail_started(&mut self, i: u32, cause: &str, started: Instant, span: Span) -> Prepared {
-        Prepared::Done(StepDone {
-            idx: i,
-            outcome: Err(cause.to_owned()),
-            usage: None,
-            llm_calls: 0,
-            llm_calls_without_usage: 0,
-            started,
-            span,
-        })
+        }
     }
 
     fn release(&mut self, i: u32) {
@@ -1207,6 +1224,86 @@ impl Scheduler<'_> {
             h.on_step_end(&ev, &r).await;
         }
     }
+}
+
+/// What every started step carries besides its body.
+struct Launch {
+    i: u32,
+    started: Instant,
+    span: Span,
+    step_event: Option<StepEvent>,
+    /// For the hooks, when there are any.
+    shared: Option<Arc<RunShared>>,
+    kind_label: Arc<str>,
+    step_timeout: Option<Duration>,
+}
+
+/// A step that failed before its body could start.
+fn fail_started(l: Launch, cause: &str) -> Prepared {
+    Prepared::Done(StepDone {
+        idx: l.i,
+        outcome: Err(cause.to_owned()),
+        usage: None,
+        llm_calls: 0,
+        llm_calls_without_usage: 0,
+        started: l.started,
+        span: l.span,
+    })
+}
+
+/// Wraps a step's body (hooks, timeout, panic isolation, span) into one boxed future.
+fn launch<B>(l: Launch, body: B) -> Prepared
+where
+    B: std::future::Future<Output = Body> + Send + 'static,
+{
+    let Launch {
+        i,
+        started,
+        span,
+        step_event,
+        shared,
+        kind_label,
+        step_timeout,
+    } = l;
+    let span2 = span.clone();
+    let fut = async move {
+        if let (Some(ev), Some(shared)) = (&step_event, &shared) {
+            for h in &shared.engine.0.hooks {
+                h.on_step_start(ev).await;
+            }
+        }
+        let guarded = AssertUnwindSafe(body).catch_unwind();
+        let res = match step_timeout {
+            Some(t) => match tokio::time::timeout(t, guarded).await {
+                Ok(r) => r,
+                Err(_) => Ok(Body::plain(Err(format!("timed out after {t:?}")))),
+            },
+            None => guarded.await,
+        };
+        let body = match res {
+            Ok(b) => b,
+            Err(p) => Body::plain(Err(format!(
+                "{} panicked: {}",
+                if let Some(plugin) = kind_label.strip_prefix("plugin:") {
+                    format!("plugin {plugin:?}")
+                } else {
+                    format!("the {kind_label} step")
+                },
+                panic_message(p)
+            ))),
+        };
+        StepDone {
+            idx: i,
+            outcome: body.outcome,
+            usage: body.usage,
+            llm_calls: body.llm_calls,
+            llm_calls_without_usage: body.without_usage,
+            started,
+            span: span2,
+        }
+    }
+    .instrument(span);
+    Prepared::Start(Box::pin(fut))
 }
 
 /// What a step's body produced.

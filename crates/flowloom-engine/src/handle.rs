@@ -59,7 +59,7 @@ impl RunHandle {
         mut options: RunOptions,
         rt: Result<tokio::runtime::Handle, RunError>,
     ) -> RunHandle {
-        let id = options.run_id.unwrap_or_else(Uuid::new_v4);
+        let id = options.run_id.unwrap_or_else(crate::exec::new_id);
         options.run_id = Some(id);
         let cancel = options.cancel.clone().unwrap_or_default();
         options.cancel = Some(cancel.clone());

@@ -51,7 +51,89 @@ pub(crate) enum Ref {
 #[derive(Debug, Clone)]
 pub(crate) enum Tpl {
     Static(Arc<str>),
-    Compiled { name: Arc<str>, refs: Arc<[Ref]> },
+    Compiled {
+        name: Arc<str>,
+        refs: Arc<[Ref]>,
+        /// For templates that are only text and `{{ name }}` interpolations: the pieces, so
+        /// that text values are spliced in without running the template engine (same output).
+        fast: Option<Arc<[Seg]>>,
+    },
+}
+
+/// A piece of a plain interpolation template.
+#[derive(Debug, Clone)]
+pub(crate) enum Seg {
+    Text(Box<str>),
+    /// An index into the template's `refs`.
+    Var(usize),
+}
+
+/// Splits `src` into text and `{{ identifier }}` pieces, when that is all it is.
+pub(crate) fn plain_segments(src: &str, refs: &[Ref]) -> Option<Arc<[Seg]>> {
+    if src.contains("{%") || src.contains("{#") {
+        return None;
+    }
+    let mut segs = Vec::new();
+    let mut rest = src;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            segs.push(Seg::Text(rest[..open].into()));
+        }
+        let after = &rest[open + 2..];
+        let close = after.find("}}")?;
+        let ident = after[..close].trim();
+        let ok = !ident.is_empty()
+            && ident
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return None;
+        }
+        let pos = refs.iter().position(|r| match r {
+            Ref::Input => ident == "input",
+            Ref::Step(_, n) | Ref::Var(n) => &**n == ident,
+            Ref::Env | Ref::Steps => false,
+        })?;
+        segs.push(Seg::Var(pos));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        segs.push(Seg::Text(rest.into()));
+    }
+    Some(segs.into())
+}
+
+impl Scope<'_> {
+    /// The text value a ref points to, when it is text.
+    fn text_of(&self, r: &Ref) -> Option<&str> {
+        match r {
+            Ref::Input => self.input.as_str(),
+            Ref::Step(i, name) => self.outputs.get(*i, name)?.as_str(),
+            Ref::Var(name) => self.vars.get(&**name)?.as_str(),
+            Ref::Env | Ref::Steps => None,
+        }
+    }
+
+    /// Renders a plain interpolation template when every value it uses is text.
+    fn render_fast(&self, segs: &[Seg], refs: &[Ref]) -> Option<String> {
+        let mut len = 0;
+        for seg in segs {
+            len += match seg {
+                Seg::Text(t) => t.len(),
+                Seg::Var(i) => self.text_of(refs.get(*i)?)?.len(),
+            };
+        }
+        let mut out = String::with_capacity(len);
+        for seg in segs {
+            match seg {
+                Seg::Text(t) => out.push_str(t),
+                Seg::Var(i) => out.push_str(self.text_of(refs.get(*i)?)?),
+            }
+        }
+        Some(out)
+    }
 }
 
 /// A compiled condition or typed expression, stored as a template rendering `tojson`.
@@ -298,7 +380,12 @@ pub(crate) fn render(
 ) -> Result<String, TemplateError> {
     match tpl {
         Tpl::Static(s) => Ok(s.to_string()),
-        Tpl::Compiled { name, refs } => {
+        Tpl::Compiled { name, refs, fast } => {
+            if let Some(segs) = fast
+                && let Some(out) = scope.render_fast(segs, refs)
+            {
+                return Ok(out);
+            }
             let (ctx, missing) = scope.context(refs);
             let t = env
                 .get_template(name)

@@ -960,6 +960,7 @@ impl Compiler<'_> {
     ) -> Tpl {
         self.counter += 1;
         let name = format!("{step}:{part}#{}", self.counter);
+        let source_copy = source.clone();
         if let Err(e) = self.env.add_template_owned(name.clone(), source) {
             self.issues.push(WorkflowIssue::TemplateSyntax {
                 step: step_name.to_owned(),
@@ -1015,9 +1016,11 @@ impl Compiler<'_> {
             };
             refs.push(r);
         }
+        let fast = template::plain_segments(&source_copy, &refs);
         Tpl::Compiled {
             name: Arc::from(name),
             refs: refs.into(),
+            fast,
         }
     }
 

@@ -125,7 +125,7 @@ fn a_multi_megabyte_file_is_refused_before_parsing() {
         "$schema: workflow/v2.0\nname: huge\nversion: 1.0.0\ndescription: d\nexecution: {provider: mock, model: m}\nsteps:\n",
     );
     let mut i = 0;
-    while text.len() < 5 * 1024 * 1024 {
+    while text.len() < 3 * 1024 * 1024 {
         text.push_str(&format!(
             "  - name: s{i}\n    run: \"{}\"\n",
             "x".repeat(200)
@@ -143,7 +143,7 @@ fn a_multi_megabyte_file_is_refused_before_parsing() {
     // A larger limit reads it.
     let opts = LoadOptions {
         limits: yaml::Limits {
-            max_bytes: 8 * 1024 * 1024,
+            max_bytes: 4 * 1024 * 1024,
             ..Default::default()
         },
     };

@@ -189,7 +189,7 @@ async fn consensus_gate_skips_release_notes_when_the_vote_says_no() {
     assert_eq!(r.step("release_notes").unwrap().status, StepStatus::Skipped);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn consensus_with_too_few_successes_fails_the_step_with_the_reason() {
     let set = load("consensus_gate.yaml");
     let (_, _, _, b) = voters("YES", "error: server", "error: rate_limit");
@@ -329,7 +329,7 @@ async fn embeddings_chunk_embed_and_write_outputs() {
     assert_eq!(rows.len(), (total - 16).div_ceil(12) + 1, "{written}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failover_moves_to_the_backup_with_its_own_settings() {
     let set = load("failover.yaml");
     assert_eq!(

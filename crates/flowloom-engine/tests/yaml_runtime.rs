@@ -179,3 +179,70 @@ async fn env_values_of_any_scalar_type_are_text() {
         .unwrap();
     assert_eq!(r.output_text(), Some("api:8080 debug=true"));
 }
+
+fn loop_set(on_failure: &str) -> WorkflowSet {
+    let called = yaml::load_str(&format!(
+        "{}execution:\n  provider: mock\n  model: m\nsteps:\n  - {{name: work, run: \"boom {{{{ attempt }}}}\"}}\n",
+        HEAD.replace("name: rt", "name: flaky")
+    ))
+    .unwrap();
+    let mut lib = Library::new();
+    lib.register(called);
+    let root = yaml::load_str(&format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\nsteps:\n  - {{name: start, run: go}}\nloops:\n  - name: again\n    workflow: flaky\n    with: {{attempt: \"{{{{ loop.iteration }}}}\"}}\n    max_iterations: 3\n    until: it works\n    on_failure: {on_failure}\n"
+    ))
+    .unwrap();
+    WorkflowSet::from_library(root, &lib).unwrap()
+}
+
+#[tokio::test]
+async fn loop_retries_never_pass_max_iterations() {
+    let script = "rules:\n  - match: \"^boom\"\n    error: invalid_request\n";
+    let s = loop_set("retry");
+    let m = MockProvider::from_yaml_str(script).unwrap();
+    let engine = s
+        .register(Engine::builder().provider("mock", m.clone()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    let out = r.step("again").unwrap().output.clone().unwrap();
+    assert_eq!(out["iterations"], 3);
+    assert_eq!(out["failures"], 3);
+    assert_eq!(out["until_met"], false);
+    let boom: Vec<String> = m
+        .requests()
+        .iter()
+        .filter_map(|q| {
+            q.prompt()
+                .filter(|p| p.starts_with("boom"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        boom,
+        vec!["boom 1", "boom 2", "boom 3"],
+        "three attempts, no more"
+    );
+    // `fail` stops at the first failed iteration, naming it.
+    let s = loop_set("fail");
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
+        .build()
+        .unwrap();
+    let err = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_err();
+    let msg = err
+        .result()
+        .unwrap()
+        .step("again")
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
+    assert!(msg.contains("iteration 1 of loop `again` failed"), "{msg}");
+}
