@@ -140,7 +140,7 @@ impl StepGraph {
     /// ```
     /// # use flowloom_engine::yaml::load_str;
     /// let wf = load_str("$schema: workflow/v2.0\nname: g\nversion: 1.0.0\ndescription: d\nexecution: {provider: mock, model: m}\nsteps:\n  - {name: a, run: hi}\n  - {name: b, run: ho}\n").unwrap();
-    /// assert!(wf.graph().to_mermaid().contains("a --> b"));
+    /// assert!(wf.graph().to_mermaid().contains("a -.-> b")); // dashed: implicit "after the step before"
     /// ```
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");

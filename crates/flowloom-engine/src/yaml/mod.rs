@@ -225,6 +225,7 @@ pub(crate) fn check(
             file,
             index: &index,
             out: Vec::new(),
+            labels: Default::default(),
         };
         if parsed.header.is_some() || !parsed.raw_step_names.is_empty() {
             validate::validate(&parsed, &mut sink);

@@ -75,6 +75,8 @@ pub struct Sink<'a> {
     pub index: &'a PosIndex,
     /// Collected problems.
     pub out: Vec<Diagnostic>,
+    /// How to name a path in messages (`steps[2]` → "step `review`").
+    pub labels: HashMap<String, String>,
 }
 
 impl Sink<'_> {
@@ -453,6 +455,7 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         file: file.clone(),
         index: &parsed.index,
         out: Vec::new(),
+        labels: HashMap::new(),
     };
     let mut taint = Taint::default();
     if root.is_null() {
@@ -484,7 +487,12 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         let items = items.clone();
         map.insert(Value::from("steps"), Value::Sequence(Vec::new()));
         for (i, item) in items.into_iter().enumerate() {
-            raw_step_names.push(item.get("name").and_then(Value::as_str).map(str::to_owned));
+            let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+            if let Some(n) = &name {
+                sink.labels
+                    .insert(join_index("steps", i), format!("step `{n}`"));
+            }
+            raw_step_names.push(name);
             if let Some(s) = read_part::<Step>(item, &join_index("steps", i), &mut sink, &mut taint)
             {
                 steps.push((i, s));
@@ -497,7 +505,12 @@ pub fn parse(src: &str, file: Arc<str>, limits: &Limits) -> Parsed {
         let items = items.clone();
         map.insert(Value::from("loops"), Value::Sequence(Vec::new()));
         for (i, item) in items.into_iter().enumerate() {
-            raw_loop_names.push(item.get("name").and_then(Value::as_str).map(str::to_owned));
+            let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+            if let Some(n) = &name {
+                sink.labels
+                    .insert(join_index("loops", i), format!("loop `{n}`"));
+            }
+            raw_loop_names.push(name);
             if let Some(l) =
                 read_part::<LoopDef>(item, &join_index("loops", i), &mut sink, &mut taint)
             {
@@ -636,7 +649,7 @@ fn read_part<T: DeserializeOwned>(
                     if !in_placeholder && reported.insert(fpath.clone()) {
                         sink.error(
                             &path,
-                            format!("missing field `{field}`{}", where_(&path)),
+                            format!("missing field `{field}`{}", where_(sink, &path)),
                             Some(format!("add `{field}: ...`")),
                         );
                     }
@@ -729,8 +742,10 @@ fn insert_placeholder(
     }
 }
 
-fn where_(path: &str) -> String {
-    if path.is_empty() {
+fn where_(sink: &Sink<'_>, path: &str) -> String {
+    if let Some(label) = sink.labels.get(path) {
+        format!(" in {label}")
+    } else if path.is_empty() {
         " at the top level".to_owned()
     } else {
         format!(" in `{path}`")
@@ -772,7 +787,7 @@ fn report(sink: &mut Sink<'_>, path: &str, msg: &str) {
         }
         sink.error(
             path,
-            format!("unknown field `{found}`{}", where_(parent)),
+            format!("unknown field `{found}`{}", where_(sink, parent)),
             Some(help),
         );
     } else if let Some(rest) = msg.strip_prefix("unknown variant `") {
