@@ -98,10 +98,14 @@ impl RetryBudget {
         f(&mut st, self.max_balance)
     }
 
-    /// Records a first attempt.
+    /// Records a first attempt. (The time-based refill is added when a retry is asked for,
+    /// so recording a request does not read the clock.)
     pub fn deposit(&self) {
-        let ratio = self.ratio;
-        self.with_state(|st, max| st.balance = (st.balance + ratio).min(max));
+        let mut st = match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        st.balance = (st.balance + self.ratio).min(self.max_balance);
     }
 
     /// Takes one retry from the budget; false when it is empty.
