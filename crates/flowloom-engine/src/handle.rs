@@ -21,6 +21,38 @@ struct Shared {
     done: watch::Sender<bool>,
 }
 
+/// Stores a run's outcome in its handle; if the run's task is dropped first (its runtime shut
+/// down), stores an error instead, so waiting on the handle never hangs.
+struct Finish(Arc<Shared>);
+
+impl Finish {
+    fn store(&self, out: Outcome) {
+        if out.as_ref().err().is_some_and(RunError::is_before_start) {
+            self.0
+                .status
+                .store(exec::status_code(WorkflowStatus::Failed), Ordering::Release);
+        }
+        if let Ok(mut slot) = self.0.result.lock() {
+            *slot = Some(out);
+        }
+        self.0.done.send_replace(true);
+    }
+
+    fn finish(self, out: Outcome) {
+        self.store(out);
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !*self.0.done.borrow() {
+            self.store(Err(RunError::Runtime(
+                "the run was dropped before it ended (its runtime shut down)".to_owned(),
+            )));
+        }
+    }
+}
+
 /// A running (or finished) workflow run: its id, status, a way to cancel it, and its result,
 /// kept until taken. Dropping the handle does not stop the run.
 ///
@@ -81,27 +113,12 @@ impl RunHandle {
         match rt {
             Ok(rt) => {
                 rt.spawn(async move {
+                    let guard = Finish(shared);
                     let out = exec::run_top(&engine, &workflow, options).await;
-                    if out.as_ref().err().is_some_and(RunError::is_before_start) {
-                        shared
-                            .status
-                            .store(exec::status_code(WorkflowStatus::Failed), Ordering::Release);
-                    }
-                    if let Ok(mut slot) = shared.result.lock() {
-                        *slot = Some(out);
-                    }
-                    shared.done.send_replace(true);
+                    guard.finish(out);
                 });
             }
-            Err(e) => {
-                shared
-                    .status
-                    .store(exec::status_code(WorkflowStatus::Failed), Ordering::Release);
-                if let Ok(mut slot) = shared.result.lock() {
-                    *slot = Some(Err(e));
-                }
-                shared.done.send_replace(true);
-            }
+            Err(e) => Finish(shared).finish(Err(e)),
         }
         handle
     }

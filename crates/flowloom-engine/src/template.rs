@@ -511,3 +511,63 @@ pub(crate) fn eval_str(
 ) -> Result<bool, TemplateError> {
     Ok(render_str(env, &bool_wrapper(expression_source(expr)), scope, what)? == "1")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain-interpolation fast path gives exactly what minijinja gives.
+    #[test]
+    fn fast_path_matches_the_template_engine() {
+        let mut env = new_environment();
+        let outputs: Vec<Option<Value>> = vec![Some(Value::String("{{ x }} é\n".into()))];
+        let names: Vec<Arc<str>> = vec![Arc::from("draft")];
+        let mut vars = Map::new();
+        vars.insert("tone".into(), Value::String("dry".into()));
+        let env_vars = Arc::new(EnvVars::default());
+        let input = Value::String("  in  ".into());
+        let scope = Scope {
+            input: &input,
+            vars: &vars,
+            env: &env_vars,
+            outputs: Outputs::Indexed {
+                names: &names,
+                values: &outputs,
+            },
+        };
+        let refs: Vec<Ref> = vec![
+            Ref::Input,
+            Ref::Step(0, Arc::from("draft")),
+            Ref::Var(Arc::from("tone")),
+        ];
+        for (i, src) in [
+            "A {{ input }} B {{draft}} C {{ tone }}\n",
+            "{{ draft }}{{ draft }}",
+            "no vars at {{input}}",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let name = format!("t{i}");
+            env.add_template_owned(name.clone(), src.to_string())
+                .unwrap();
+            let segs = plain_segments(src, &refs).unwrap();
+            let fast = scope.render_fast(&segs, &refs).unwrap();
+            let (ctx, _) = scope.context(&refs);
+            let slow = env.get_template(&name).unwrap().render(ctx).unwrap();
+            assert_eq!(fast, slow, "{src}");
+        }
+        // Anything else takes the template engine.
+        assert!(plain_segments("{{ draft | upper }}", &refs).is_none());
+        assert!(plain_segments("{% if x %}{% endif %}", &refs).is_none());
+        assert!(plain_segments("{{- draft }}", &refs).is_none());
+        // Non-text values fall back too.
+        let n = Value::from(3);
+        let scope2 = Scope { input: &n, ..scope };
+        assert!(
+            scope2
+                .render_fast(&plain_segments("{{ input }}", &refs).unwrap(), &refs)
+                .is_none()
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! Sequences, variables, data between steps, sub-workflows.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use flowloom_core::{LlmRequest, StepStatus, WorkflowStatus};
 use flowloom_engine::prelude::*;
 use flowloom_provider_mock::MockProvider;

@@ -1,6 +1,8 @@
 //! Scheduling: sequence by default, `needs` for a DAG, no barrier between branches, the
 //! concurrency bound, conditions and the skip rule.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::time::Duration;

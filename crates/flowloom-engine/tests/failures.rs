@@ -1,5 +1,7 @@
 //! Failure attribution, panics, validation before running, registry and configuration errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::io::Write;

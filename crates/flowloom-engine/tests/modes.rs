@@ -1,5 +1,7 @@
 //! Execution modes: async, start/handle, blocking, timeouts, cancellation, many runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
 //! Compile-time checks: public types are `Send + Sync` and public futures are `Send`, so runs
 //! can be spawned on multi-threaded runtimes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use flowloom_engine::prelude::*;
 use flowloom_engine::{EngineBuilder, WorkflowBuilder};
 

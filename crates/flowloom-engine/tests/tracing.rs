@@ -1,6 +1,8 @@
 //! Transitions and spans in `tracing`: one test binary, one global subscriber, so callsite
 //! interest is never cached for another subscriber.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,10 +36,15 @@ mod capture {
     use tracing_subscriber::layer::{Context, Layer};
     use tracing_subscriber::registry::LookupSpan;
 
+    /// Field name and value pairs.
+    pub type Fields = Vec<(String, String)>;
+    /// A span's name, its parent's name and its fields.
+    pub type SpanRecord = (String, Option<String>, Fields);
+
     #[derive(Default, Clone)]
     pub struct Captured {
-        pub events: Arc<Mutex<Vec<Vec<(String, String)>>>>,
-        pub spans: Arc<Mutex<Vec<(String, Option<String>, Vec<(String, String)>)>>>,
+        pub events: Arc<Mutex<Vec<Fields>>>,
+        pub spans: Arc<Mutex<Vec<SpanRecord>>>,
     }
 
     struct V<'a>(&'a mut Vec<(String, String)>);

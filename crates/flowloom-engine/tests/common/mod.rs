@@ -1,6 +1,7 @@
 //! Test helpers: a provider whose latency is named in the prompt, recording when each call
 //! started and ended and how many ran at once.
-#![allow(dead_code)]
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
