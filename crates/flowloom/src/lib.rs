@@ -43,3 +43,17 @@ pub mod prelude {
     #[cfg(feature = "openai")]
     pub use flowloom_provider_openai::OpenAiProvider;
 }
+
+/// The user guide under `docs/src/`, compiled here so that every Rust example in it runs as a
+/// doc test (`cargo test -p flowloom --all-features --doc`) and cannot rot.
+#[cfg(all(doctest, feature = "mock", feature = "openai"))]
+pub mod book {
+    #[doc = include_str!("../../../docs/src/getting-started.md")]
+    pub struct GettingStarted;
+    #[doc = include_str!("../../../docs/src/concepts.md")]
+    pub struct Concepts;
+    #[doc = include_str!("../../../docs/src/providers.md")]
+    pub struct Providers;
+    #[doc = include_str!("../../../docs/src/configuration.md")]
+    pub struct Configuration;
+}
