@@ -47,7 +47,10 @@
 //! - `rules`: tried in order; the first that matches answers. A rule matches when its
 //!   `match` regex (Rust `regex` syntax, searched anywhere; anchor with `^...$`, ignore case
 //!   with `(?i)`) finds the last user message, and, when `model` is set, the request's model
-//!   is exactly that name. A rule without `match` matches every message.
+//!   is exactly that name. A rule without `match` matches every message. A request without
+//!   a user message is matched as an empty text. Requests that fail
+//!   [`LlmRequest::validate`] (empty prompt, temperature out of range...) are answered with
+//!   [`LlmError::InvalidRequest`], as a real provider would, after the rule's latency.
 //! - An answer is `respond: <text>` or `error: <kind>`, never both, with optional
 //!   `latency` (waited before answering, errors included) and `usage`.
 //! - Error kinds and the [`LlmError`] they become: `rate_limit` → `RateLimited` (optional
@@ -135,7 +138,7 @@ mod script;
 mod text;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -169,6 +172,7 @@ pub struct MockProvider {
 struct Shared {
     script: MockScript,
     record: AtomicBool,
+    count: AtomicUsize,
     requests: Mutex<Vec<LlmRequest>>,
     embedding_requests: Mutex<Vec<EmbeddingRequest>>,
 }
@@ -206,6 +210,7 @@ impl MockProvider {
             shared: Arc::new(Shared {
                 script,
                 record: AtomicBool::new(true),
+                count: AtomicUsize::new(0),
                 requests: Mutex::new(Vec::new()),
                 embedding_requests: Mutex::new(Vec::new()),
             }),
@@ -231,7 +236,7 @@ impl MockProvider {
 
     /// Turns request recording on (the default) or off. Off, [`MockProvider::requests`]
     /// stays empty and memory stays flat, which long benchmarks want;
-    /// [`MockProvider::request_count`] then counts nothing either.
+    /// [`MockProvider::request_count`] still counts every request.
     #[must_use]
     pub fn with_recording(self, record: bool) -> Self {
         self.shared.record.store(record, Ordering::Relaxed);
@@ -258,9 +263,9 @@ impl MockProvider {
         lock(&self.shared.requests).last().cloned()
     }
 
-    /// How many chat requests (streamed ones included) were received.
+    /// How many chat requests (streamed ones included) were received, recorded or not.
     pub fn request_count(&self) -> usize {
-        lock(&self.shared.requests).len()
+        self.shared.count.load(Ordering::Relaxed)
     }
 
     /// Every embedding request received, oldest first.
@@ -272,10 +277,12 @@ impl MockProvider {
     pub fn reset(&self) {
         lock(&self.shared.requests).clear();
         lock(&self.shared.embedding_requests).clear();
+        self.shared.count.store(0, Ordering::Relaxed);
         self.shared.script.rewind();
     }
 
     fn record(&self, request: LlmRequest) {
+        self.shared.count.fetch_add(1, Ordering::Relaxed);
         if self.shared.record.load(Ordering::Relaxed) {
             lock(&self.shared.requests).push(request);
         }

@@ -110,8 +110,9 @@ impl MockError {
         self
     }
 
-    /// Sets the HTTP status, for `server` (500–599) and `auth` (401 or 403). Other kinds, and
-    /// statuses outside those ranges, are rejected by [`MockError::check`].
+    /// Sets the HTTP status, for `server` (500–599) and `auth` (401 or 403). A script that
+    /// sets a status on another kind, or outside those ranges, is rejected when it is read;
+    /// built in code, such a status is ignored (`server` reports 500, `auth` 401).
     #[must_use]
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
@@ -179,7 +180,10 @@ impl MockError {
             },
             MockErrorKind::Server => LlmError::Server {
                 provider,
-                status: self.status.unwrap_or(500),
+                status: self
+                    .status
+                    .filter(|s| (500..=599).contains(s))
+                    .unwrap_or(500),
                 message,
                 retry_after: self.retry_after,
             },
@@ -189,7 +193,10 @@ impl MockError {
             },
             MockErrorKind::Auth => LlmError::Authentication {
                 provider,
-                status: self.status.unwrap_or(401),
+                status: self
+                    .status
+                    .filter(|s| *s == 401 || *s == 403)
+                    .unwrap_or(401),
                 message,
             },
             MockErrorKind::InvalidRequest => LlmError::InvalidRequest { provider, message },

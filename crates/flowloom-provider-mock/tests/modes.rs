@@ -287,6 +287,10 @@ async fn requests_are_recorded_in_order() {
 async fn recording_can_be_turned_off() {
     let mock = MockProvider::echo().with_recording(false);
     ask(&mock, "m", "x").await.unwrap();
+    ask(&mock, "m", "y").await.unwrap();
+    assert!(mock.requests().is_empty());
+    assert_eq!(mock.request_count(), 2, "still counted");
+    mock.reset();
     assert_eq!(mock.request_count(), 0);
 }
 
@@ -377,4 +381,9 @@ async fn scripts_built_in_code() {
     assert_eq!(ask(&mock, "m", "flaky").await.unwrap(), "ok");
     assert_eq!(ask(&mock, "echo-model", "parrot").await.unwrap(), "parrot");
     assert_eq!(ask(&mock, "other", "parrot").await.unwrap(), "fallback");
+    // Statuses that do not suit the kind fall back to its default when built in code.
+    let e = MockError::new(MockErrorKind::Server).with_status(404);
+    assert_eq!(e.to_llm_error("mock", Duration::ZERO).status(), Some(500));
+    let e = MockError::new(MockErrorKind::Auth).with_status(403);
+    assert_eq!(e.to_llm_error("mock", Duration::ZERO).status(), Some(403));
 }
