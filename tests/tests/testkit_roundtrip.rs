@@ -11,7 +11,7 @@ use flowloom::WorkflowResult;
 use flowloom::engine::{Engine, Workflow};
 use flowloom::openai::OpenAiProvider;
 use flowloom::testkit::assert;
-use flowloom::testkit::budget::{CostBudget, ModelPrices, Prices};
+use flowloom::testkit::budget::{CostBudget, PriceTable};
 use flowloom::testkit::cassette::{Cassette, CassetteMode};
 use flowloom::testkit::server::MockOpenAiServer;
 use tower::Layer;
@@ -185,8 +185,9 @@ fn replay_is_the_same_from_blocking_code() {
 }
 
 /// $1 per million input tokens, $2 per million output: the mock server counts words as tokens.
-fn prices() -> Prices {
-    Prices::new().with("gpt-4o-mini", ModelPrices::new(1.0, 2.0))
+fn prices() -> PriceTable {
+    PriceTable::from_yaml("as_of: 2025-01-01\nmodels:\n  gpt-4o-mini: { input: 1, output: 2 }\n")
+        .unwrap()
 }
 
 #[tokio::test]

@@ -15,10 +15,12 @@
 //! cost nothing and are then not charged.
 //!
 //! ```
-//! use flowloom_core::{LlmRequest, LlmResponse, TokenUsage, CallContext};
-//! use flowloom_testkit::budget::{CostBudget, ModelPrices, Prices};
+//! use flowloom_core::{TokenUsage, CallContext};
+//! use flowloom_testkit::budget::{CostBudget, PriceTable};
 //!
-//! let prices = Prices::new().with("gpt-4o-mini", ModelPrices::new(0.15, 0.60));
+//! let prices = PriceTable::from_yaml(
+//!     "as_of: 2025-06-01\nmodels:\n  gpt-4o-mini: { input: 0.15, output: 0.60 }\n",
+//! ).unwrap();
 //! let budget = CostBudget::new("summarize test", 0.001).with_prices(prices);
 //! // 2,000 input and 1,000 output tokens: $0.0003 + $0.0006 = $0.0009, under $0.001.
 //! budget.charge(&CallContext::default(), "gpt-4o-mini",
@@ -32,7 +34,6 @@
 //! assert!(err.to_string().contains("EXCEEDED"));
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
@@ -44,6 +45,8 @@ use flowloom_core::{
 };
 use futures_util::StreamExt;
 use tower::{Layer, Service};
+
+pub use flowloom_observability::cost::PriceTable;
 
 /// The default per-test limit, in USD (the project's plan: at most $0.10 per test).
 pub const DEFAULT_TEST_BUDGET_USD: f64 = 0.10;
@@ -67,122 +70,12 @@ pub trait PriceLookup: Send + Sync + 'static {
     ) -> Option<f64>;
 }
 
-/// Prices of one model, in USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ModelPrices {
-    /// Input tokens.
-    pub input_per_million: f64,
-    /// Output tokens.
-    pub output_per_million: f64,
-    /// Cached input tokens (the input price when `None`).
-    pub cached_input_per_million: Option<f64>,
-}
-
-impl ModelPrices {
-    /// Input and output prices per million tokens.
-    pub fn new(input_per_million: f64, output_per_million: f64) -> Self {
-        Self {
-            input_per_million,
-            output_per_million,
-            cached_input_per_million: None,
-        }
-    }
-
-    /// Sets the cached-input price.
-    #[must_use]
-    pub fn with_cached_input(mut self, per_million: f64) -> Self {
-        self.cached_input_per_million = Some(per_million);
-        self
-    }
-}
-
-/// A small price table: exact model names, then the longest name that is a prefix of the model
-/// followed by `-` (so `gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prices {
-    models: BTreeMap<String, ModelPrices>,
-}
-
-impl Prices {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// OpenAI list prices of common models, USD per million tokens, as of 2025-06
-    /// (check them before relying on them for anything but test budgets).
-    pub fn openai_default() -> Self {
-        Self::new()
-            .with(
-                "gpt-4o-mini",
-                ModelPrices::new(0.15, 0.60).with_cached_input(0.075),
-            )
-            .with(
-                "gpt-4o",
-                ModelPrices::new(2.50, 10.00).with_cached_input(1.25),
-            )
-            .with(
-                "gpt-4.1",
-                ModelPrices::new(2.00, 8.00).with_cached_input(0.50),
-            )
-            .with(
-                "gpt-4.1-mini",
-                ModelPrices::new(0.40, 1.60).with_cached_input(0.10),
-            )
-            .with(
-                "gpt-4.1-nano",
-                ModelPrices::new(0.10, 0.40).with_cached_input(0.025),
-            )
-            .with(
-                "o3-mini",
-                ModelPrices::new(1.10, 4.40).with_cached_input(0.55),
-            )
-            .with(
-                "o4-mini",
-                ModelPrices::new(1.10, 4.40).with_cached_input(0.275),
-            )
-            .with("gpt-3.5-turbo", ModelPrices::new(0.50, 1.50))
-            .with("text-embedding-3-small", ModelPrices::new(0.02, 0.0))
-            .with("text-embedding-3-large", ModelPrices::new(0.13, 0.0))
-    }
-
-    /// Adds or replaces a model's prices.
-    #[must_use]
-    pub fn with(mut self, model: impl Into<String>, prices: ModelPrices) -> Self {
-        self.models.insert(model.into(), prices);
-        self
-    }
-
-    /// The prices of `model`, where known.
-    pub fn get(&self, model: &str) -> Option<&ModelPrices> {
-        self.models.get(model).or_else(|| {
-            self.models
-                .iter()
-                .filter(|(name, _)| {
-                    model.len() > name.len()
-                        && model.starts_with(name.as_str())
-                        && model.as_bytes()[name.len()] == b'-'
-                })
-                .max_by_key(|(name, _)| name.len())
-                .map(|(_, p)| p)
-        })
-    }
-}
-
-impl PriceLookup for Prices {
+/// Prices with flowloom-observability's [`PriceTable`]: exact names, aliases, dated snapshots
+/// (`gpt-4o-mini-2024-07-18` as `gpt-4o-mini`) and `provider/` prefixes.
+impl PriceLookup for PriceTable {
     fn cost_usd(&self, model: &str, prompt: u64, cached: u64, completion: u64) -> Option<f64> {
-        let p = self.get(model)?;
-        let cached = cached.min(prompt);
-        let uncached = prompt - cached;
-        let per = |tokens: u64, price: f64| tokens as f64 * price / 1_000_000.0;
-        Some(
-            per(uncached, p.input_per_million)
-                + per(
-                    cached,
-                    p.cached_input_per_million.unwrap_or(p.input_per_million),
-                )
-                + per(completion, p.output_per_million),
-        )
+        self.price(model)
+            .map(|p| p.cost(prompt, cached, completion).as_usd_f64())
     }
 }
 
@@ -380,7 +273,7 @@ fn env_limit(var: &str, default: f64) -> f64 {
 }
 
 impl CostBudget {
-    /// A budget named `name` of `limit_usd`, priced with [`Prices::openai_default`]. A limit
+    /// A budget named `name` of `limit_usd`, priced with [`PriceTable::openai_default`]. A limit
     /// that is negative or not a number is read as 0 (nothing may be spent).
     pub fn new(name: impl Into<String>, limit_usd: f64) -> Self {
         let limit_usd = if limit_usd.is_finite() && limit_usd >= 0.0 {
@@ -392,7 +285,7 @@ impl CostBudget {
             inner: Arc::new(Inner {
                 name: name.into(),
                 limit_usd,
-                prices: Arc::new(Prices::openai_default()),
+                prices: Arc::new(PriceTable::openai_default()),
                 parents: Vec::new(),
                 allow_unpriced: false,
                 ledger: Mutex::new(Ledger::default()),
@@ -703,9 +596,10 @@ mod tests {
         })
     }
 
-    fn prices() -> Prices {
+    fn prices() -> PriceTable {
         // $1 per million input, $2 per million output: easy sums.
-        Prices::new().with("m-small", ModelPrices::new(1.0, 2.0))
+        PriceTable::from_yaml("as_of: 2025-01-01\nmodels:\n  m-small: { input: 1, output: 2 }\n")
+            .unwrap()
     }
 
     #[tokio::test]
@@ -874,16 +768,16 @@ mod tests {
     }
 
     #[test]
-    fn prices_match_snapshots_and_bad_limits_are_zero() {
-        let p = Prices::openai_default();
-        assert!(p.get("gpt-4o-mini-2024-07-18").is_some());
-        assert_eq!(p.get("gpt-4o-mini-2024-07-18"), p.get("gpt-4o-mini"));
-        assert_ne!(p.get("gpt-4o-2024-08-06"), p.get("gpt-4o-mini"));
-        assert!(p.get("gpt-4").is_none());
-        // cached input is cheaper
-        let full = p.cost_usd("gpt-4o-mini", 1_000_000, 0, 0).unwrap();
+    fn default_prices_match_snapshots_and_bad_limits_are_zero() {
+        let p = PriceTable::openai_default();
+        let full = p.cost_usd("gpt-4o-mini", 1_000_000, 0, 1_000_000).unwrap();
+        let snap = p
+            .cost_usd("gpt-4o-mini-2024-07-18", 1_000_000, 0, 1_000_000)
+            .unwrap();
+        assert_eq!(full, snap);
         let cached = p.cost_usd("gpt-4o-mini", 1_000_000, 1_000_000, 0).unwrap();
-        assert!((full - 0.15).abs() < 1e-12 && (cached - 0.075).abs() < 1e-12);
+        assert!(cached < p.cost_usd("gpt-4o-mini", 1_000_000, 0, 0).unwrap());
+        assert!(p.cost_usd("my-local-llama", 10, 0, 10).is_none());
         assert_eq!(CostBudget::new("x", f64::NAN).limit_usd(), 0.0);
         assert_eq!(CostBudget::new("x", -1.0).limit_usd(), 0.0);
     }
