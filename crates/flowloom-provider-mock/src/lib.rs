@@ -109,6 +109,20 @@
 //! # });
 //! ```
 //!
+//! ## Streaming and embeddings
+//!
+//! - `Service<StreamRequest>` answers as the chat service does (same rules, same recording,
+//!   errors fail the call itself); after the answer's latency it returns an [`LlmStream`] of
+//!   [`StreamEvent::Delta`]s, one per word with the whitespace after it (their concatenation
+//!   is the answer), ending with [`StreamEvent::Done`] carrying the whole response and its
+//!   usage.
+//! - `Service<EmbeddingRequest>` returns, for each text, a unit-length vector derived from a
+//!   hash of the text alone (FNV-1a seeding SplitMix64): the same text always gets the same
+//!   vector, on every platform and run. Dimensions: `dimensions` of the request, or
+//!   [`DEFAULT_DIMENSIONS`]; at most [`MAX_DIMENSIONS`]. Usage: prompt tokens `ceil(c / 4)`
+//!   (minimum 1) over the characters of all texts, no completion tokens. Embedding requests
+//!   are recorded apart ([`MockProvider::embedding_requests`]); scripts do not apply to them.
+//!
 //! ## From blocking code
 //!
 //! Through [`BlockingClient`](flowloom_core::BlockingClient) (any service), or by adapting the
@@ -227,7 +241,9 @@ impl MockProvider {
         MockScript::from_file(path).map(Self::from_script)
     }
 
-    /// Sets the provider name used in responses, usage and errors (default `mock`).
+    /// Sets the provider name used in responses, usage and errors (default `mock`). The name
+    /// belongs to this handle and the clones made from it afterwards; the recorded requests
+    /// and sequence positions stay shared with every clone.
     #[must_use]
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Arc::from(name.into());
@@ -236,7 +252,8 @@ impl MockProvider {
 
     /// Turns request recording on (the default) or off. Off, [`MockProvider::requests`]
     /// stays empty and memory stays flat, which long benchmarks want;
-    /// [`MockProvider::request_count`] still counts every request.
+    /// [`MockProvider::request_count`] still counts every request. The setting is shared by
+    /// every clone.
     #[must_use]
     pub fn with_recording(self, record: bool) -> Self {
         self.shared.record.store(record, Ordering::Relaxed);
