@@ -1,6 +1,7 @@
 //! Cold start of `flowloom validate` on the example workflows, against `true`, in one run.
 //!
 //! `cargo bench -p flowloom-cli --bench cold_start` spawns the optimized binary N times
+//! (`flowloom validate --provider mock fixtures/workflows/*.yaml`)
 //! (`FLOWLOOM_BENCH_N`, default 200) and `true` as many times, interleaved, and prints the
 //! median, p95 and mean wall time of each, and what flowloom adds over `true`.
 //! Target: ≤ 20 ms per `validate` of all examples.
@@ -69,7 +70,7 @@ fn main() {
 
     // One check that it really validates (exit 0), and warm the page cache.
     let ok = Command::new(bin)
-        .arg("validate")
+        .args(["validate", "--provider", "mock"])
         .args(&files)
         .output()
         .expect("spawn flowloom");
@@ -85,7 +86,11 @@ fn main() {
     let mut version = Vec::with_capacity(n);
     for _ in 0..n {
         floor.push(time_one(&mut Command::new("true")));
-        validate.push(time_one(Command::new(bin).arg("validate").args(&files)));
+        validate.push(time_one(
+            Command::new(bin)
+                .args(["validate", "--provider", "mock"])
+                .args(&files),
+        ));
         version.push(time_one(Command::new(bin).arg("--version")));
     }
     let f = stats(floor);
