@@ -500,3 +500,31 @@ async fn verify_rejects_a_cassette_with_a_secret_or_a_stale_request() {
     assert!(e.contains("not what the request normalizes to now"), "{e}");
     assert!(e.contains("max_tokens: not recorded, now 1024"), "{e}");
 }
+
+#[tokio::test]
+async fn concurrent_calls_record_and_replay_by_key_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("par.yaml");
+    let r = rec(&path);
+    let svc = r.layer().layer(provider::from_async(Echo::default()));
+    let calls = (0..16).map(|i| svc.clone().oneshot(req(&format!("prompt {i}"))));
+    let recorded: Vec<LlmResponse> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(r.finish().unwrap().interactions, 16);
+
+    let p = play(&path);
+    let calls = (0..16)
+        .rev()
+        .map(|i| p.replayer().oneshot(req(&format!("prompt {i}"))));
+    let mut replayed: Vec<LlmResponse> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    replayed.reverse();
+    assert_eq!(replayed, recorded);
+    p.finish().unwrap();
+}
