@@ -52,6 +52,8 @@ fn dry_run_on_a_clone_of_this_repository_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // CI may check out a detached HEAD; a release is made from a branch.
+    git(&clone, &["checkout", "--quiet", "-B", "release-dry-run"]);
     // The next minor version after the committed one (0.2.0 while the workspace is at 0.1.x).
     let manifest = std::fs::read_to_string(clone.join("Cargo.toml")).unwrap();
     let (current, _) =
