@@ -198,6 +198,29 @@ impl Progress {
     pub fn pricer(&self) -> &Pricer {
         &self.0.pricer
     }
+
+    /// Makes log writers that print to standard error above the live lines (which are
+    /// cleared while a log line is written, then drawn again).
+    pub fn log_writer(&self) -> impl Fn() -> LogWriter + Send + Sync + 'static {
+        let multi = self.0.multi.clone();
+        move || LogWriter(multi.clone())
+    }
+}
+
+/// Writes log lines to standard error without garbling the live progress lines.
+pub struct LogWriter(Option<MultiProgress>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(m) => m.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn console_dim(s: &str) -> String {

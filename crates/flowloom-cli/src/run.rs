@@ -127,6 +127,7 @@ fn openai_client(
 /// readable), `FLOWLOOM_LOG_FORMAT`, with every key in use redacted.
 fn init_logs(
     routes: &[Route],
+    progress: &Progress,
 ) -> Result<Option<flowloom_observability::ObservabilityGuard>, CliError> {
     let mut config =
         ObservabilityConfig::from_env().map_err(|e| CliError::usage(format!("logging: {e}")))?;
@@ -142,7 +143,7 @@ fn init_logs(
         }
     }
     // A subscriber already set (never, in this binary) is not worth failing the run for.
-    Ok(flowloom_observability::init(config).ok())
+    Ok(flowloom_observability::init_with_writer(config, progress.log_writer()).ok())
 }
 
 /// `flowloom run`.
@@ -179,7 +180,7 @@ pub fn run(args: &RunArgs, providers_file: Option<&Path>) -> Result<Exit, CliErr
     })?;
     let progress = Progress::new(mode, root.name(), root.step_names());
 
-    let _logs = init_logs(&routes)?;
+    let _logs = init_logs(&routes, &progress)?;
     let mut builder = Engine::from_env().map_err(|e| CliError::usage(e.to_string()))?;
     builder = register(builder, &routes, args.mock_script.as_deref())?;
     if let Some(model) = args.model.clone() {
