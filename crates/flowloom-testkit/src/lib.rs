@@ -7,7 +7,7 @@
 //!   replay them offline forever; a changed request fails with a readable diff.
 //! - [`server`] — a mock OpenAI-compatible HTTP server on 127.0.0.1, with scripted faults.
 //! - [`budget`] — cost budgets per test and per suite, with a report of what was spent where.
-//! - [`assert`] — assertions for outputs that vary: contains, regex, length, JSON matching a
+//! - [`assert`](mod@assert) — assertions for outputs that vary: contains, regex, length, JSON matching a
 //!   schemars schema, similarity.
 //!
 //! ```
