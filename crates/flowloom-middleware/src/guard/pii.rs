@@ -261,15 +261,25 @@ struct Scan<'t> {
     text: &'t str,
     compiled: Option<&'static Compiled>,
     hits: [bool; SOURCES.len()],
+    longest_token: usize,
 }
 
 impl<'t> Scan<'t> {
     fn new(text: &'t str) -> Self {
         let bytes = text.as_bytes();
         let (mut digits, mut colons) = (0usize, 0usize);
-        let (mut at, mut eq, mut dot, mut dash, mut plus, mut paren, mut iban) =
-            (false, false, false, false, false, false, false);
+        let (mut at, mut eq, mut dot, mut dash, mut plus, mut paren, mut iban, mut bearer) =
+            (false, false, false, false, false, false, false, false);
+        // The longest run of token characters (`A-Z a-z 0-9 + / _ -`): every prefixed key is
+        // at least 15 long, a high-entropy token at least 32.
+        let (mut run, mut longest) = (0usize, 0usize);
         for (i, &b) in bytes.iter().enumerate() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-') {
+                run += 1;
+                longest = longest.max(run);
+            } else {
+                run = 0;
+            }
             match b {
                 b'0'..=b'9' => {
                     digits += 1;
@@ -282,6 +292,15 @@ impl<'t> Scan<'t> {
                         iban = true;
                     }
                 }
+                b'b' | b'B' => {
+                    if !bearer
+                        && bytes
+                            .get(i + 1..i + 6)
+                            .is_some_and(|w| w.eq_ignore_ascii_case(b"earer"))
+                    {
+                        bearer = true;
+                    }
+                }
                 b'@' => at = true,
                 b':' => colons += 1,
                 b'=' => eq = true,
@@ -292,9 +311,8 @@ impl<'t> Scan<'t> {
                 _ => {}
             }
         }
-        let bearer = bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"bearer"));
         let mut hits = [false; SOURCES.len()];
-        hits[SECRET_PREFIXED] = true;
+        hits[SECRET_PREFIXED] = longest >= 15 || text.contains("eyJ");
         hits[SECRET_BEARER] = bearer;
         hits[SECRET_PEM] = dash && text.contains("-----BEGIN");
         hits[SECRET_ASSIGN] = colons > 0 || eq;
@@ -311,6 +329,7 @@ impl<'t> Scan<'t> {
             text,
             compiled: COMPILED.as_ref(),
             hits,
+            longest_token: longest,
         }
     }
     fn regex(&self, idx: usize) -> Option<&'static Regex> {
@@ -426,6 +445,9 @@ fn find_secrets(scan: &Scan<'_>, out: &mut Vec<Range<usize>>) {
                 out.push(g.range());
             }
         }
+    }
+    if scan.longest_token < 32 {
+        return;
     }
     for r in token_runs(text) {
         if is_word(prev_char(text, r.start)) || is_word(next_char(text, r.end)) {

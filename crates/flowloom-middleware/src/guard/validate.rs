@@ -153,19 +153,19 @@ impl Default for InputValidator {
 static INJECTION_SOURCES: [(&str, &str); 7] = [
     (
         "ignore-previous-instructions",
-        r"(?i)\b(?:ignore|disregard|forget|override|skip)\s+(?:(?:all|any|the|your|my|these|those|of|everything)\s+)*(?:previous|prior|above|earlier|preceding|system|original|initial)\s+(?:instructions?|prompts?|messages?|rules?|directions?|context|guidelines?)\b",
+        r"(?i)(?-u:\b)(?:ignore|disregard|forget|override|skip)\s+(?:(?:all|any|the|your|my|these|those|of|everything)\s+)*(?:previous|prior|above|earlier|preceding|system|original|initial)\s+(?:instructions?|prompts?|messages?|rules?|directions?|context|guidelines?)(?-u:\b)",
     ),
     (
         "reveal-system-prompt",
-        r"(?i)\b(?:reveal|print|show|repeat|output|display|leak|tell\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:(?:full|entire|exact|complete)\s+)?(?:system\s+prompt|(?:hidden|initial|original|secret|system)\s+(?:instructions|prompt|rules))\b",
+        r"(?i)(?-u:\b)(?:reveal|print|show|repeat|output|display|leak|tell\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:(?:full|entire|exact|complete)\s+)?(?:system\s+prompt|(?:hidden|initial|original|secret|system)\s+(?:instructions|prompt|rules))(?-u:\b)",
     ),
     (
         "jailbreak-persona",
-        r"(?i)\byou\s+are\s+now\s+(?:a\s+|an\s+|in\s+)?(?:DAN|jailbroken|unrestricted|unfiltered|developer\s+mode)\b|\b(?:developer|god|jailbreak|DAN)\s+mode\s+(?:enabled|on|activated)\b|\bdo\s+anything\s+now\b",
+        r"(?i)(?-u:\b)you\s+are\s+now\s+(?:a\s+|an\s+|in\s+)?(?:DAN|jailbroken|unrestricted|unfiltered|developer\s+mode)(?-u:\b)|(?-u:\b)(?:developer|god|jailbreak|DAN)\s+mode\s+(?:enabled|on|activated)(?-u:\b)|(?-u:\b)do\s+anything\s+now(?-u:\b)",
     ),
     (
         "no-rules",
-        r"(?i)\b(?:pretend|act\s+as\s+if)\s+(?:that\s+)?(?:you\s+)?(?:have|had)\s+no\s+(?:rules|restrictions|guidelines|filters)\b",
+        r"(?i)(?-u:\b)(?:pretend|act\s+as\s+if)\s+(?:that\s+)?(?:you\s+)?(?:have|had)\s+no\s+(?:rules|restrictions|guidelines|filters)(?-u:\b)",
     ),
     (
         "new-instructions",
@@ -177,7 +177,7 @@ static INJECTION_SOURCES: [(&str, &str); 7] = [
     ),
     (
         "fake-system-turn",
-        r"(?im)^\s*(?:#{2,}\s*system\b|\[system\]|<system>)",
+        r"(?im)^\s*(?:#{2,}\s*system(?-u:\b)|\[system\]|<system>)",
     ),
 ];
 
