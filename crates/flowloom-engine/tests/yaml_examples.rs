@@ -268,8 +268,16 @@ async fn template_composition_passes_with_values_as_variables() {
         r.output_text(),
         Some("Summarize (one line): Draft an article about rust")
     );
-    // The called workflow used its own execution settings.
-    assert_eq!(m.last_request().unwrap().model, "gpt-4o-mini");
+    // The called workflow used its own execution model; the template step's own
+    // `temperature` was passed through to it.
+    let called = m.last_request().unwrap();
+    assert_eq!(called.model, "gpt-4o-mini");
+    assert_eq!(called.temperature, 0.1);
+    assert_eq!(
+        m.requests()[0].temperature,
+        0.7,
+        "the caller's own step keeps the default"
+    );
 }
 
 #[tokio::test]
@@ -510,6 +518,19 @@ fn template_cycles_are_rejected_before_running() {
     let d = yaml::validate_file(dir.path().join("lone.yaml")).to_string();
     assert!(d.contains("workflow `pongg` not found"), "{d}");
     assert!(d.contains("did you mean `pong`?"), "{d}");
+    // A file found by name must carry that name.
+    std::fs::write(dir.path().join("other.yaml"), wf("not_other", "ping")).unwrap();
+    std::fs::write(
+        dir.path().join("calls_other.yaml"),
+        wf("calls_other", "other"),
+    )
+    .unwrap();
+    let d = yaml::validate_file(dir.path().join("calls_other.yaml")).to_string();
+    assert!(
+        d.contains("found for workflow `other` but names itself `not_other`"),
+        "{d}"
+    );
+    assert!(d.contains("other.yaml:2:1"), "{d}");
 }
 
 /// The spec's "Property Inheritance Flow" example, and its effective configurations.

@@ -144,6 +144,20 @@ impl Library {
                 continue;
             }
             match self.resolve(&callee, Some(&dir)) {
+                Ok(Some(child)) if child.name() != callee => {
+                    diags.push(at(
+                        &child,
+                        "name",
+                        format!(
+                            "this file was found for workflow `{callee}` but names itself `{}`",
+                            child.name()
+                        ),
+                        Some(format!(
+                            "rename the file `{}.yaml`, or set `name: {callee}`",
+                            child.name()
+                        )),
+                    ));
+                }
                 Ok(Some(child)) => {
                     children.insert(callee, child);
                 }

@@ -11,7 +11,7 @@
 //!   chains every step to the one declared before it.
 //! - A step that needs MCP servers or skills is refused here, before anything runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,6 +89,16 @@ impl LoadedWorkflow {
     /// The engine workflow for this file. Called workflows (templates, loops) are referred to
     /// by name: register them with the engine too ([`WorkflowSet`] does it all).
     pub fn to_workflow(&self) -> Result<Workflow, LowerError> {
+        self.to_workflow_with(&HashMap::new())
+    }
+
+    /// [`to_workflow`](Self::to_workflow), with the `template` steps named in `targets`
+    /// (step name → workflow name) calling that workflow instead (a variant carrying the
+    /// step's own settings).
+    pub fn to_workflow_with(
+        &self,
+        targets: &HashMap<String, String>,
+    ) -> Result<Workflow, LowerError> {
         let d = &self.definition;
         let base_dir = self.base_dir();
         let env: Map<String, Value> = d
@@ -107,7 +117,7 @@ impl LoadedWorkflow {
         let mut prev: Option<&str> = None;
         for s in &d.steps {
             let cfg = EffectiveConfig::of_step(&d.execution, s);
-            let mut step = self.lower_step(s, &cfg, &env, &base_dir)?;
+            let mut step = self.lower_step(s, &cfg, &env, &base_dir, targets)?;
             let mut needs = s.needs.clone();
             if sequential && let Some(p) = prev {
                 let mut n = needs.unwrap_or_default();
@@ -171,6 +181,7 @@ impl LoadedWorkflow {
         cfg: &EffectiveConfig,
         env: &Map<String, Value>,
         base_dir: &Path,
+        targets: &HashMap<String, String>,
     ) -> Result<Step, LowerError> {
         let wf = &self.definition.name;
         if let Some(l) = &s.loop_ {
@@ -182,7 +193,7 @@ impl LoadedWorkflow {
                     inner.loop_ = None;
                     inner.needs = None;
                     inner.condition = None;
-                    let one = self.lower_mode(&inner, cfg, env, base_dir)?;
+                    let one = self.lower_mode(&inner, cfg, env, base_dir, targets)?;
                     let sub = Workflow::builder(format!("{wf}.{}.item", s.name))
                         .open_variables(true)
                         .step(one.settings(settings_of(cfg)));
@@ -210,7 +221,7 @@ impl LoadedWorkflow {
             }
             return Ok(step);
         }
-        let step = self.lower_mode(s, cfg, env, base_dir)?;
+        let step = self.lower_mode(s, cfg, env, base_dir, targets)?;
         Ok(step.settings(settings_of(cfg)))
     }
 
@@ -220,6 +231,7 @@ impl LoadedWorkflow {
         cfg: &EffectiveConfig,
         _env: &Map<String, Value>,
         base_dir: &Path,
+        targets: &HashMap<String, String>,
     ) -> Result<Step, LowerError> {
         let d = &self.definition;
         if let Some(prompt) = &s.run {
@@ -237,8 +249,13 @@ impl LoadedWorkflow {
             return Ok(Step::llm(&s.name, prompt.clone()));
         }
         if let Some(t) = &s.template {
-            return Ok(Step::workflow(&s.name, WorkflowRef::Named(t.name.clone()))
-                .with_all(t.with_.clone()));
+            let target = targets
+                .get(&s.name)
+                .cloned()
+                .unwrap_or_else(|| t.name.clone());
+            return Ok(
+                Step::workflow(&s.name, WorkflowRef::Named(target)).with_all(t.with_.clone())
+            );
         }
         if let Some(c) = &s.consensus {
             let executions: Vec<EffectiveConfig> = c
@@ -290,6 +307,57 @@ impl LoadedWorkflow {
     }
 }
 
+/// The called workflow with the `template` step's own `MCPQuery` properties (provider, model,
+/// temperature, max_tokens, servers, skills, timeout) passed through to its `execution`, or
+/// `None` when the step sets none.
+fn pass_through(caller: &str, called: &LoadedWorkflow, s: &YStep) -> Option<LoadedWorkflow> {
+    let any = s.provider.is_some()
+        || s.model.is_some()
+        || s.temperature.is_some()
+        || s.max_tokens.is_some()
+        || s.servers.is_some()
+        || s.skills.is_some()
+        || s.timeout.is_some();
+    if !any {
+        return None;
+    }
+    let mut v = called.clone();
+    let e = &mut v.definition.execution;
+    if let Some(p) = &s.provider {
+        e.provider = Some(p.clone());
+        e.providers = None;
+        if s.model.is_none() && e.model.is_none() {
+            e.model = called
+                .definition
+                .execution
+                .providers
+                .as_ref()
+                .and_then(|c| c.first())
+                .map(|f| f.model.clone());
+        }
+    }
+    if let Some(m) = &s.model {
+        e.model = Some(m.clone());
+    }
+    if s.temperature.is_some() {
+        e.temperature = s.temperature;
+    }
+    if s.max_tokens.is_some() {
+        e.max_tokens = s.max_tokens;
+    }
+    if s.servers.is_some() {
+        e.servers = s.servers.clone();
+    }
+    if s.skills.is_some() {
+        e.skills = s.skills.clone();
+    }
+    if s.timeout.is_some() {
+        e.timeout = s.timeout;
+    }
+    v.definition.name = format!("{}@{caller}.{}", called.definition.name, s.name);
+    Some(v)
+}
+
 /// A workflow file and every workflow it calls, loaded, validated and converted.
 ///
 /// ```no_run
@@ -324,7 +392,19 @@ impl WorkflowSet {
             .map_err(|d: Diagnostics| LowerError::Load(YamlError::Invalid(d)))?;
         let mut compiled = BTreeMap::new();
         for (name, wf) in &loaded {
-            compiled.insert(name.clone(), wf.to_workflow()?);
+            let mut targets = HashMap::new();
+            for s in &wf.definition.steps {
+                let Some(t) = &s.template else { continue };
+                let Some(called) = loaded.get(&t.name) else {
+                    continue;
+                };
+                if let Some(variant) = pass_through(name, called, s) {
+                    let vname = variant.definition.name.clone();
+                    targets.insert(s.name.clone(), vname.clone());
+                    compiled.insert(vname, variant.to_workflow()?);
+                }
+            }
+            compiled.insert(name.clone(), wf.to_workflow_with(&targets)?);
         }
         Ok(Self {
             root: root.name().to_owned(),
@@ -355,7 +435,7 @@ impl WorkflowSet {
 
     /// Every workflow's name.
     pub fn names(&self) -> Vec<&str> {
-        self.compiled.keys().map(String::as_str).collect()
+        self.loaded.keys().map(String::as_str).collect()
     }
 
     /// Every provider any workflow of the set may call.
