@@ -315,14 +315,6 @@ impl Interrupts {
 fn report(args: &RunArgs, r: &WorkflowResult, progress: &Progress) -> Result<(), CliError> {
     let json = serde_json::to_string_pretty(r)
         .map_err(|e| CliError::Runtime(format!("cannot serialize the result: {e}")))?;
-    if let Some(path) = &args.output {
-        std::fs::write(path, format!("{json}\n")).map_err(|e| {
-            CliError::Runtime(format!(
-                "cannot write the result to {}: {e}; check the --output path",
-                path.display()
-            ))
-        })?;
-    }
     let mut err = std::io::stderr().lock();
     if !args.quiet {
         let _ = write!(err, "\n{}", crate::progress::summary(r, progress.pricer()));
@@ -345,6 +337,15 @@ fn report(args: &RunArgs, r: &WorkflowResult, progress: &Progress) -> Result<(),
                 serde_json::to_string_pretty(o).unwrap_or_default()
             ),
         };
+    }
+    drop(out);
+    if let Some(path) = &args.output {
+        std::fs::write(path, format!("{json}\n")).map_err(|e| {
+            CliError::Runtime(format!(
+                "cannot write the result to {}: {e}; check the --output path",
+                path.display()
+            ))
+        })?;
     }
     Ok(())
 }

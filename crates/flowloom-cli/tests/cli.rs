@@ -565,6 +565,41 @@ fn validate_checks_provider_names_against_the_configuration() {
 }
 
 #[test]
+fn the_example_providers_file_loads_and_extends_the_builtins() {
+    flowloom()
+        .arg("--providers")
+        .arg(root().join("fixtures/flowloom.yaml"))
+        .arg("validate")
+        .arg(data("unconfigured.yaml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "configured providers: anthropic, deepseek, gemini, groq, mock, ollama, openai, \
+             openrouter, vllm.",
+        ));
+    flowloom()
+        .arg("validate")
+        .arg(example("hello.yaml"))
+        .env("FLOWLOOM_PROVIDERS", data("no-such-providers.yaml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read the providers file"));
+}
+
+#[test]
+fn an_unwritable_output_path_exits_1_after_printing_the_output() {
+    flowloom()
+        .arg("run")
+        .arg(example("hello.yaml"))
+        .args(["--provider", "mock", "--input", "x", "-q"])
+        .args(["--output", "/nonexistent-dir/result.json"])
+        .assert()
+        .code(1)
+        .stdout("Say hello to x\n")
+        .stderr(predicate::str::contains("check the --output path"));
+}
+
+#[test]
 fn graph_prints_mermaid_and_dot() {
     flowloom()
         .arg("graph")
