@@ -1,7 +1,7 @@
 //! Failover chains: an ordered list of providers, each tried when the one before fails.
 //!
 //! A [`Failover`] service holds the YAML `providers:` list as [`FailoverEntry`]s: a name, a
-//! service (usually a [`BoxLlmService`](flowloom_core::BoxLlmService) with its own layer stack)
+//! service (usually a `BoxLlmService` with its own layer stack)
 //! and the entry's overrides of `model`, `temperature`, `max_tokens` and `timeout`. A call
 //! goes to the first entry; when it fails with an error that [`moves_on`], the next entry is
 //! tried with the original request and its own overrides, and so on.

@@ -2,7 +2,7 @@
 //! before a request leaves.
 //!
 //! - [`pii`]: [`pii::detect`] and [`pii::redact`], usable on their own.
-//! - [`validate`]: [`InputValidator`](validate::InputValidator): size limits, control
+//! - [`validate`]: `InputValidator`: size limits, control
 //!   characters, a documented prompt-injection heuristic.
 //! - [`GuardLayer`]: runs the validator (if set), then PII detection with the configured
 //!   [`PiiAction`]:

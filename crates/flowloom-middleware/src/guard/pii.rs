@@ -292,14 +292,13 @@ impl<'t> Scan<'t> {
                         iban = true;
                     }
                 }
-                b'b' | b'B' => {
+                b'b' | b'B'
                     if !bearer
                         && bytes
                             .get(i + 1..i + 6)
-                            .is_some_and(|w| w.eq_ignore_ascii_case(b"earer"))
-                    {
-                        bearer = true;
-                    }
+                            .is_some_and(|w| w.eq_ignore_ascii_case(b"earer")) =>
+                {
+                    bearer = true;
                 }
                 b'@' => at = true,
                 b':' => colons += 1,
