@@ -129,19 +129,31 @@ fn name_list(path: &str, what: &str, list: &Option<Vec<String>>, sink: &mut Sink
     }
 }
 
+/// Runs a template-engine check, turning its error (or a panic inside the template engine,
+/// which some malformed input has been seen to cause) into a message.
+fn compiles(
+    check: impl FnOnce(&minijinja::Environment<'static>) -> Result<(), minijinja::Error>,
+) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&env))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "{}{}",
+            e.detail().unwrap_or("syntax error"),
+            e.line()
+                .map(|l| format!(" (line {l} of the template)"))
+                .unwrap_or_default()
+        )),
+        Err(_) => Err("the template engine could not read it".to_owned()),
+    }
+}
+
 /// Checks a `{{ }}` template's syntax.
 pub fn template_syntax(path: &str, field: &str, text: &str, sink: &mut Sink<'_>) {
-    let env = minijinja::Environment::new();
-    if let Err(e) = env.template_from_str(text) {
+    if let Err(why) = compiles(|env| env.template_from_str(text).map(|_| ())) {
         sink.error(
             path,
-            format!(
-                "the template in `{field}` does not parse: {}{}",
-                e.detail().unwrap_or("syntax error"),
-                e.line()
-                    .map(|l| format!(" (line {l} of the template)"))
-                    .unwrap_or_default()
-            ),
+            format!("the template in `{field}` does not parse: {why}"),
             Some(
                 "templates use `{{ name }}` for values and `{% if %}...{% endif %}` for logic"
                     .into(),
@@ -430,11 +442,20 @@ fn one_step(
                 Some("remove it, or write an expression such as \"{{ check == 'YES' }}\"".into()),
             );
         } else {
-            let env = minijinja::Environment::new();
-            if let Err(e) = env.compile_expression(if_expression(c)) {
+            let expr = if_expression(c);
+            let markup = ["{{", "}}", "{%", "%}", "{#", "#}"]
+                .iter()
+                .find(|m| expr.contains(**m));
+            let parsed = match markup {
+                Some(m) => Err(format!(
+                    "`{m}` inside the expression (write one `{{{{ ... }}}}` around all of it, or none)"
+                )),
+                None => compiles(|env| env.compile_expression(expr).map(|_| ())),
+            };
+            if let Err(why) = parsed {
                 sink.error(
                     &at("if"),
-                    format!("the `if` expression does not parse: {}", e.detail().unwrap_or("syntax error")),
+                    format!("the `if` expression does not parse: {why}"),
                     Some("write an expression such as \"{{ check == 'YES' }}\" or \"{{ score > 3 }}\"".into()),
                 );
             }
