@@ -87,11 +87,11 @@ pub struct WorkflowResult {
     /// Metrics.
     pub metrics: ExecutionMetrics,
     /// When the run was created (UTC, RFC 3339 in JSON).
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "utc_rfc3339")]
     #[schemars(with = "String")]
     pub created_at: OffsetDateTime,
     /// When it ended (UTC, RFC 3339 in JSON); `None` while running.
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "utc_rfc3339::option")]
     #[schemars(with = "Option<String>")]
     pub completed_at: Option<OffsetDateTime>,
 }
@@ -115,5 +115,39 @@ impl WorkflowResult {
     /// True when the run completed.
     pub fn is_success(&self) -> bool {
         self.status == WorkflowStatus::Completed
+    }
+}
+
+/// RFC 3339 in UTC: a timestamp with another offset is converted to UTC when written and when
+/// read, so JSON always says `...Z` and equal instants compare equal.
+mod utc_rfc3339 {
+    use serde::{Deserializer, Serializer};
+    use time::{OffsetDateTime, UtcOffset};
+
+    pub(super) fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(&t.to_offset(UtcOffset::UTC), s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        time::serde::rfc3339::deserialize(d).map(|t| t.to_offset(UtcOffset::UTC))
+    }
+
+    pub(super) mod option {
+        use serde::{Deserializer, Serializer};
+        use time::{OffsetDateTime, UtcOffset};
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            t: &Option<OffsetDateTime>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            time::serde::rfc3339::option::serialize(&t.map(|t| t.to_offset(UtcOffset::UTC)), s)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<OffsetDateTime>, D::Error> {
+            time::serde::rfc3339::option::deserialize(d)
+                .map(|t| t.map(|t| t.to_offset(UtcOffset::UTC)))
+        }
     }
 }

@@ -401,6 +401,18 @@ fn workflow_result_with_rfc3339_utc_timestamps() {
     assert_eq!(json["completed_at"], Value::Null);
     let created = json["created_at"].as_str().unwrap();
     assert!(created.ends_with('Z'), "{created}");
+    // A timestamp with another offset is written, and read back, as the same instant in UTC.
+    let mut local = r.clone();
+    local.created_at = datetime!(2026-01-02 05:04:05 +02:00);
+    local.completed_at = Some(datetime!(2026-01-01 22:04:06 -05:00));
+    let json = serde_json::to_value(&local).unwrap();
+    assert_eq!(json["created_at"], "2026-01-02T03:04:05Z");
+    assert_eq!(json["completed_at"], "2026-01-02T03:04:06Z");
+    let mut offset_json = json.clone();
+    offset_json["created_at"] = json!("2026-01-02T05:04:05+02:00");
+    let read: WorkflowResult = serde_json::from_value(offset_json).unwrap();
+    assert_eq!(read.created_at, datetime!(2026-01-02 03:04:05 UTC));
+    assert_eq!(read.created_at.offset(), time::UtcOffset::UTC);
     // The schema says these are strings.
     let schema = schema::<WorkflowResult>();
     assert_eq!(schema["properties"]["created_at"]["type"], "string");
