@@ -57,15 +57,6 @@ pub const BUILTIN: [(&str, &str, Option<&str>); 6] = [
     ),
 ];
 
-/// Where an endpoint's settings came from, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// The built-in defaults.
-    Builtin,
-    /// A providers file.
-    File(PathBuf),
-}
-
 /// One configured provider: an OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -73,8 +64,6 @@ pub struct Endpoint {
     pub base_url: String,
     /// The environment variable holding its key; `None` when no key is sent.
     pub api_key_env: Option<String>,
-    /// Where this came from.
-    pub origin: Origin,
 }
 
 /// The configured providers: built-in defaults, overridden and extended by a providers file.
@@ -116,7 +105,6 @@ impl Providers {
                     Endpoint {
                         base_url: (*url).to_owned(),
                         api_key_env: key.map(str::to_owned),
-                        origin: Origin::Builtin,
                     },
                 )
             })
@@ -217,7 +205,6 @@ impl Providers {
                 Endpoint {
                     base_url: base_url.trim_end_matches('/').to_owned(),
                     api_key_env,
-                    origin: Origin::File(path.to_path_buf()),
                 },
             );
         }
@@ -310,8 +297,8 @@ impl Providers {
                 continue; // reported by check_named
             };
             let mut base_url = ep.base_url.clone();
+            // The environment wins over the file, as for every other setting.
             if target == "openai"
-                && ep.origin == Origin::Builtin
                 && let Some(u) = env("OPENAI_BASE_URL").filter(|u| !u.trim().is_empty())
             {
                 base_url = u.trim().trim_end_matches('/').to_owned();
@@ -549,6 +536,17 @@ mod tests {
             Target::OpenAiCompatible { api_key: None, .. }
         ));
         assert!(!format!("{r:?}").contains("sk-test"));
+        // OPENAI_BASE_URL also wins over a providers file.
+        let p = Providers::builtin()
+            .merge_yaml(
+                "providers:\n  openai:\n    base_url: http://file/v1\n",
+                Path::new("f.yaml"),
+            )
+            .unwrap();
+        let r = p.route(&names(&["openai"]), None, &env).unwrap();
+        assert!(
+            matches!(&r[0].target, Target::OpenAiCompatible { base_url, .. } if base_url == "http://127.0.0.1:1234/v1")
+        );
     }
 
     #[test]
