@@ -239,8 +239,10 @@ fn mark(s: StepStatus) -> &'static str {
 fn duration_text(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2}s", ms / 1000.0)
-    } else {
+    } else if ms >= 10.0 {
         format!("{ms:.0}ms")
+    } else {
+        format!("{ms:.1}ms")
     }
 }
 
@@ -446,6 +448,13 @@ mod tests {
             lines[5].starts_with("total") && lines[5].contains("+ unpriced"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn durations_read_well_at_every_scale() {
+        assert_eq!(duration_text(0.27), "0.3ms");
+        assert_eq!(duration_text(42.4), "42ms");
+        assert_eq!(duration_text(1500.0), "1.50s");
     }
 
     #[test]
