@@ -226,6 +226,24 @@ async fn the_guard_redacts_every_message_before_it_leaves() {
 }
 
 #[tokio::test]
+async fn the_guard_blocks_embedding_inputs_too() {
+    let p = Scripted::new("p", vec![]);
+    let svc = GuardLayer::block().layer(p.clone());
+    let e = svc
+        .oneshot(EmbeddingRequest::new(
+            "e",
+            vec!["fine".into(), "card 4111 1111 1111 1111".into()],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, LlmError::Blocked { reason, .. } if reason.contains("1 credit_card")),
+        "{e}"
+    );
+    assert_eq!(p.count(), 0);
+}
+
+#[tokio::test]
 async fn the_guard_blocks_without_echoing_the_data() {
     let p = Scripted::new("p", vec![]);
     let svc = GuardLayer::block().layer(p.clone());

@@ -72,13 +72,11 @@ async fn retry_after_as_an_http_date_is_honoured() {
     assert_eq!(parse_retry_after("-3", now), None);
     assert_eq!(parse_retry_after("tomorrow", now), None);
 
-    let p = Scripted::new("openai", vec![err(server("openai", 503)), ok("ok")]);
     let mut e = server("openai", 503);
     if let LlmError::Server { retry_after, .. } = &mut e {
         *retry_after = Some(after);
     }
     let p2 = Scripted::new("openai", vec![err(e), ok("ok")]);
-    drop(p);
     let svc = RetryLayer::new(exact_policy()).layer(p2.clone());
     svc.oneshot(req("hi")).await.unwrap();
     let t = p2.times();
@@ -558,6 +556,31 @@ async fn the_concurrency_limit_holds_calls_in_flight() {
     assert_eq!(p.max_in_flight(), 2);
     assert_eq!(start.elapsed(), Duration::from_secs(3));
     assert_eq!(layer.available(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_gives_its_concurrency_slot_back() {
+    let p = Scripted::new(
+        "p",
+        vec![
+            ok("a").after(Duration::from_secs(1)),
+            ok("c").after(Duration::from_secs(1)),
+        ],
+    );
+    let layer = ConcurrencyLimitLayer::new(1).unwrap();
+    let svc = layer.layer(p.clone());
+    let start = Instant::now();
+    let a = tokio::spawn(svc.clone().oneshot(req("a")));
+    tokio::task::yield_now().await;
+    // b waits for the slot, then gives up.
+    let b = tokio::time::timeout(Duration::from_millis(100), svc.clone().oneshot(req("b"))).await;
+    assert!(b.is_err(), "b timed out waiting");
+    let c = svc.clone().oneshot(req("c")).await.unwrap();
+    assert_eq!(c.content, "c");
+    assert_eq!(a.await.unwrap().unwrap().content, "a");
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(p.count(), 2, "b never reached the provider");
+    assert_eq!(layer.available(), 1);
 }
 
 // ---- failover ---------------------------------------------------------------------------
