@@ -169,6 +169,23 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--sizes") {
+        let mock = zero_mock();
+        let eng = engine(&mock, 10);
+        let wf = workflow();
+        let fut = eng.run(&wf, "x");
+        println!("engine.run future: {} bytes", std::mem::size_of_val(&fut));
+        let fl = floor(&mock, "x");
+        println!("floor future: {} bytes", std::mem::size_of_val(&fl));
+        return;
+    }
+    // `--section N` runs only section N (1-4).
+    let only: Option<u32> = args
+        .iter()
+        .position(|a| a == "--section")
+        .and_then(|p| args.get(p + 1))
+        .and_then(|s| s.parse().ok());
+    let run = |n: u32| only.is_none_or(|o| o == n);
     let scale = |n: usize| if quick { (n / 100).max(1) } else { n };
     println!(
         "flowloom-engine benchmark: 3-step workflow (2 model calls + transform) vs the same by hand"
@@ -179,7 +196,7 @@ fn main() {
     );
 
     // 1. Memory per in-flight run, each side measured in a fresh process of its own.
-    {
+    if run(1) {
         let n = if quick { 1_000 } else { 10_000 };
         let measure = |who: &str| -> Option<(u64, usize)> {
             let out = std::process::Command::new(std::env::current_exe().ok()?)
@@ -211,7 +228,7 @@ fn main() {
     }
 
     // 2. Sequential overhead per workflow and per step.
-    {
+    if run(2) {
         let n = scale(200_000);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -274,7 +291,7 @@ fn main() {
     }
 
     // 3. Throughput at 1, 100, 1,000, 10,000 concurrent runs.
-    {
+    if run(3) {
         let rt = multi_thread();
         let mock = zero_mock();
         let wf = workflow();
@@ -310,7 +327,7 @@ fn main() {
     }
 
     // 4. SC-008 on a mock taking 10 ms per call (2 calls per run = 20 ms of model time).
-    {
+    if run(4) {
         let rt = multi_thread();
         let mock = slow_mock("10ms");
         let wf = workflow();

@@ -138,7 +138,9 @@ pub(crate) async fn run_top(
         call_stack: stack,
         status: opts.status,
     });
-    let result = execute(shared, plugins, deadline, timeout).await;
+    // Boxed: the run's state is allocated once at its size, and the caller's future stays
+    // small (cheap to move and to spawn).
+    let result = Box::pin(execute(shared, plugins, deadline, timeout)).await;
     RunError::check(result)
 }
 
@@ -570,7 +572,7 @@ async fn run_scheduler(
         run_event,
     };
     let max = shared.engine.0.max_steps;
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, StepDone>> = FuturesUnordered::new();
+    let mut in_flight = Pool::default();
     let cancel = shared.cancel.clone();
     let mut cancel_seen = false;
     let mut timed_out = false;
@@ -762,11 +764,28 @@ async fn run_scheduler(
 /// The next step to finish: the one running alone, or any of those running side by side.
 async fn next_done(
     solo: &mut Option<BoxFuture<'static, StepDone>>,
-    in_flight: &mut FuturesUnordered<BoxFuture<'static, StepDone>>,
+    in_flight: &mut Pool,
 ) -> Option<StepDone> {
-    match solo {
-        Some(f) => Some(f.await),
-        None => in_flight.next().await,
+    match (solo, &mut in_flight.0) {
+        (Some(f), _) => Some(f.await),
+        (None, Some(set)) => set.next().await,
+        (None, None) => None,
+    }
+}
+
+/// Steps running side by side; made on first use, so a plain sequence never allocates it.
+#[derive(Default)]
+struct Pool(Option<FuturesUnordered<BoxFuture<'static, StepDone>>>);
+
+impl Pool {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesUnordered::len)
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn push(&mut self, f: BoxFuture<'static, StepDone>) {
+        self.0.get_or_insert_with(FuturesUnordered::new).push(f);
     }
 }
 

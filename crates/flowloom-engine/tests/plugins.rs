@@ -436,3 +436,32 @@ fn hooks_run_for_blocking_runs_too() {
     engine.run_blocking(&wf, "x", None).unwrap();
     assert_eq!(rec.0.lock().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn a_layer_wraps_every_provider() {
+    let a = MockProvider::echo();
+    let b = MockProvider::echo();
+    let mark = |mut r: LlmRequest| {
+        r.extra_params.insert("seen_by_layer".into(), true.into());
+        r
+    };
+    let engine = Engine::builder()
+        .provider("a", a.clone())
+        .provider("b", b.clone())
+        .default_provider("a")
+        .layer(tower::util::MapRequestLayer::new(mark))
+        .build()
+        .unwrap();
+    let wf = Workflow::builder("l")
+        .llm("x", "one")
+        .step(Step::llm("y", "two").provider("b"))
+        .build()
+        .unwrap();
+    engine.run(&wf, "in").await.unwrap();
+    for m in [&a, &b] {
+        assert_eq!(
+            m.last_request().unwrap().extra_params["seen_by_layer"],
+            json!(true)
+        );
+    }
+}
