@@ -27,7 +27,7 @@ use flowloom_core::provider::{boxed, boxed_embedding};
 use flowloom_core::{
     BoxEmbeddingService, BoxLlmService, EmbeddingService, FrameworkConfig, LlmService,
 };
-use tower::Layer;
+use tower::ServiceBuilder;
 
 use crate::cache::CacheLayer;
 use crate::concurrency::ConcurrencyLimitLayer;
@@ -125,55 +125,34 @@ impl ProviderStack {
         self
     }
 
-    /// Wraps a chat provider in the stack.
+    /// Wraps a chat provider in the stack, then boxes the result once (the layers inside are
+    /// composed without boxing, so cloning the service between layers costs no allocation).
     pub fn service<S: LlmService>(&self, provider: S) -> BoxLlmService {
-        let mut svc = boxed(provider);
-        if let Some(d) = self.attempt_timeout {
-            svc = boxed(TimeoutLayer::new(d).layer(svc));
-        }
-        if let Some(l) = &self.rate_limit {
-            svc = boxed(l.layer(svc));
-        }
-        if let Some(l) = &self.concurrency {
-            svc = boxed(l.layer(svc));
-        }
-        if let Some(l) = &self.retry {
-            svc = boxed(l.layer(svc));
-        }
-        if let Some(d) = self.overall_timeout {
-            svc = boxed(TimeoutLayer::new(d).layer(svc));
-        }
-        if let Some(l) = &self.cache {
-            svc = boxed(l.layer(svc));
-        }
-        if let Some(l) = &self.guard {
-            svc = boxed(l.layer(svc));
-        }
-        svc
+        boxed(
+            ServiceBuilder::new()
+                .option_layer(self.guard.clone())
+                .option_layer(self.cache.clone())
+                .option_layer(self.overall_timeout.map(TimeoutLayer::new))
+                .option_layer(self.retry.clone())
+                .option_layer(self.concurrency.clone())
+                .option_layer(self.rate_limit.clone())
+                .option_layer(self.attempt_timeout.map(TimeoutLayer::new))
+                .service(provider),
+        )
     }
 
     /// Wraps an embedding provider in the stack (the cache does not apply to embeddings).
     pub fn embedding_service<S: EmbeddingService>(&self, provider: S) -> BoxEmbeddingService {
-        let mut svc = boxed_embedding(provider);
-        if let Some(d) = self.attempt_timeout {
-            svc = boxed_embedding(TimeoutLayer::new(d).layer(svc));
-        }
-        if let Some(l) = &self.rate_limit {
-            svc = boxed_embedding(l.layer(svc));
-        }
-        if let Some(l) = &self.concurrency {
-            svc = boxed_embedding(l.layer(svc));
-        }
-        if let Some(l) = &self.retry {
-            svc = boxed_embedding(l.layer(svc));
-        }
-        if let Some(d) = self.overall_timeout {
-            svc = boxed_embedding(TimeoutLayer::new(d).layer(svc));
-        }
-        if let Some(l) = &self.guard {
-            svc = boxed_embedding(l.layer(svc));
-        }
-        svc
+        boxed_embedding(
+            ServiceBuilder::new()
+                .option_layer(self.guard.clone())
+                .option_layer(self.overall_timeout.map(TimeoutLayer::new))
+                .option_layer(self.retry.clone())
+                .option_layer(self.concurrency.clone())
+                .option_layer(self.rate_limit.clone())
+                .option_layer(self.attempt_timeout.map(TimeoutLayer::new))
+                .service(provider),
+        )
     }
 }
 
