@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! flowloom run fixtures/workflows/hello.yaml --provider mock --input "Rust workflows"
-//! flowloom validate fixtures/workflows/*.yaml
+//! flowloom validate fixtures/workflows/*.yaml --provider mock
 //! flowloom graph fixtures/workflows/code_review.yaml --format dot
 //! ```
 //!

@@ -154,6 +154,35 @@ fn output_writes_the_result_and_input_comes_from_a_file_or_stdin() {
         .stdout("C: B: A x: from stdin\n");
 }
 
+#[test]
+fn on_a_terminal_progress_is_live_and_ends_with_each_step_line() {
+    // `script` (util-linux) gives the command a pseudo-terminal; skip where it is missing.
+    if StdCommand::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` command to make a terminal");
+        return;
+    }
+    let cmd = format!(
+        "{} run {} --mock-script {} --input x --var lang=x",
+        env!("CARGO_BIN_EXE_flowloom"),
+        data("three.yaml").display(),
+        data("fail.mock.yaml").display()
+    );
+    let out = StdCommand::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(data(""))
+        .env_remove("FLOWLOOM_LOG_LEVEL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // Lines drawn and redrawn in place, ending as one line per step.
+    assert!(text.contains("\u{1b}[2K"), "no live redraw in {text:?}");
+    assert!(text.contains("✓ a    COMPLETED"), "{text}");
+    assert!(text.contains("✗ b    FAILED"), "{text}");
+    assert!(text.contains("Incorrect API key provided"), "{text}");
+    assert!(text.contains("total  FAILED"), "{text}");
+}
+
 // ---------------------------------------------------------------------------------------
 // run: exit 1, 3, 130
 
