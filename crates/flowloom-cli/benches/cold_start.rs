@@ -118,6 +118,18 @@ fn main() {
             s.median / f.median
         );
     }
+    // For `cargo xtask bench`: one line per figure.
+    println!("BENCH cli_spawn_true {:.3} ms", f.median);
+    println!(
+        "BENCH cli_version_cold_start {:.3} ms ratio={:.2}",
+        b.median,
+        b.median / f.median
+    );
+    println!(
+        "BENCH cli_validate_examples_cold_start {:.3} ms ratio={:.2}",
+        v.median,
+        v.median / f.median
+    );
     println!(
         "validate adds {:.2} ms (median) over true; target: total <= 20 ms -> {}",
         v.median - f.median,
