@@ -56,6 +56,16 @@ pub fn all() -> Vec<Scenario> {
             },
             run: |s, input| Box::pin(summarize_workflow(s, input)),
         },
+        Scenario {
+            name: "summarize-yaml",
+            about: "the workflow/v2.0 file fixtures/cassettes/workflows/summarize.yaml, loaded and run by the engine",
+            input: || {
+                json!(
+                    "Cassettes record model calls once and replay them offline, so tests cost nothing and never flake."
+                )
+            },
+            run: |s, input| Box::pin(summarize_yaml(s, input)),
+        },
     ]
 }
 
@@ -141,6 +151,35 @@ async fn summarize_workflow(s: Services, input: &Value) -> Result<Value> {
         .llm("refine", "Make this shorter: {{ draft }}")
         .build()
         .context("building the workflow")?;
+    let result = engine
+        .run(&wf, input.clone())
+        .await
+        .context("running the workflow")?;
+    Ok(json!({
+        "output": result.output,
+        "draft": result.step_output("draft"),
+        "llm_calls": result.metrics.llm_calls,
+    }))
+}
+
+/// The workflow file of the `summarize-yaml` scenario.
+pub fn summarize_yaml_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/cassettes/workflows/summarize.yaml")
+}
+
+async fn summarize_yaml(s: Services, input: &Value) -> Result<Value> {
+    use flowloom_engine::Engine;
+    let path = summarize_yaml_path();
+    let loaded = flowloom_engine::yaml::load_file(&path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("loading {}", path.display()))?;
+    let wf = loaded.to_workflow().context("lowering the workflow")?;
+    let mut builder = Engine::builder();
+    for name in loaded.providers() {
+        builder = builder.provider(name, s.chat.clone());
+    }
+    let engine = builder.build().context("building the engine")?;
     let result = engine
         .run(&wf, input.clone())
         .await

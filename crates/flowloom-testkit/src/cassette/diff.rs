@@ -16,13 +16,15 @@ pub struct FieldChange {
 }
 
 impl FieldChange {
-    /// A rough size of the change, used to pick the nearest recorded request.
-    pub(crate) fn weight(&self) -> usize {
+    /// A rough size of the change, used to pick the nearest recorded request: for texts, the
+    /// lines changed plus how far apart the texts are (normalized Levenshtein).
+    pub(crate) fn weight(&self) -> f64 {
         match (&self.recorded, &self.now) {
             (Some(Value::String(a)), Some(Value::String(b))) => {
-                1 + line_diff(a, b).iter().filter(|l| l.0 != ' ').count()
+                let lines = line_diff(a, b).iter().filter(|l| l.0 != ' ').count();
+                lines as f64 + 1.0 - strsim::normalized_levenshtein(a, b)
             }
-            _ => 2,
+            _ => 2.0,
         }
     }
 }

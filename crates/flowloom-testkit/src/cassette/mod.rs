@@ -531,6 +531,7 @@ impl Cassette {
             mismatch_message(
                 &self.shared.path,
                 &st.file.interactions,
+                &st.used,
                 kind,
                 &key,
                 call_no,
@@ -601,6 +602,7 @@ fn prompt_of(request: &Value) -> String {
 fn mismatch_message(
     path: &Path,
     recorded: &[Interaction],
+    used: &[bool],
     kind: CallKind,
     key: &Value,
     call_no: u64,
@@ -609,16 +611,28 @@ fn mismatch_message(
         "cassette {}: call {call_no} ({kind}) matches no recorded request.\n",
         path.display()
     );
-    // The nearest: same kind first, then the fewest and smallest changes.
+    // The nearest: same kind first, then recordings not played yet, then the fewest and
+    // smallest changes.
     let nearest = recorded
         .iter()
         .enumerate()
         .map(|(i, it)| {
             let c = changes(&it.request, key);
-            let w: usize = c.iter().map(FieldChange::weight).sum();
-            (it.kind != kind, w, i, c)
+            let w: f64 = c.iter().map(FieldChange::weight).sum();
+            (
+                it.kind != kind,
+                used.get(i).copied().unwrap_or(false),
+                w,
+                i,
+                c,
+            )
         })
-        .min_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        .min_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then(a.3.cmp(&b.3))
+        });
     match nearest {
         None => {
             let _ = writeln!(
@@ -627,7 +641,7 @@ fn mismatch_message(
                 prompt_of(key)
             );
         }
-        Some((other_kind, _, i, c)) => {
+        Some((other_kind, _, _, i, c)) => {
             let it = &recorded[i];
             let _ = writeln!(
                 out,
