@@ -724,7 +724,7 @@ async fn run_scheduler(
         .enumerate()
         .map(|(i, (slot, out))| StepResult {
             step_id: Uuid::from_u128(base ^ (i as u128 + 1)),
-            name: wf.names[i].to_string(),
+            name: String::from(&*wf.names[i]),
             status: slot.status,
             output: out.take(),
             error: slot.error.clone(),
@@ -738,7 +738,7 @@ async fn run_scheduler(
         sch.llm_calls_without_usage + shared.llm_calls_without_usage.load(Ordering::Relaxed);
     let result = WorkflowResult {
         workflow_id: shared.run_id,
-        workflow_name: wf.name.to_string(),
+        workflow_name: String::from(&*wf.name),
         correlation_id: shared.correlation_id,
         status,
         output,
@@ -824,13 +824,13 @@ impl Scheduler<'_> {
         let mut previous = BTreeMap::new();
         for (j, out) in self.outputs.iter().enumerate() {
             if let Some(v) = out {
-                previous.insert(self.wf.names[j].to_string(), v.clone());
+                previous.insert(String::from(&*self.wf.names[j]), v.clone());
             }
         }
         StepContext {
             workflow_id: self.shared.run_id,
             step_id: Uuid::from_u128(self.shared.run_id.as_u128() ^ (i as u128 + 1)),
-            step_name: self.wf.names[i as usize].to_string(),
+            step_name: String::from(&*self.wf.names[i as usize]),
             correlation_id: self.shared.correlation_id,
             input_data: self.shared.input.clone(),
             variables: self.shared.vars.clone(),
@@ -1232,7 +1232,7 @@ impl Scheduler<'_> {
         let slot = &self.slots[i as usize];
         let r = StepResult {
             step_id: Uuid::from_u128(self.shared.run_id.as_u128() ^ (i as u128 + 1)),
-            name: step.name.to_string(),
+            name: String::from(&*step.name),
             status: slot.status,
             output: self.outputs[i as usize].clone(),
             error: slot.error.clone(),

@@ -24,7 +24,8 @@
 //! # impl AsyncProvider for Echo {
 //! #     fn name(&self) -> &str { "echo" }
 //! #     async fn complete(&self, r: LlmRequest) -> Result<LlmResponse, LlmError> {
-//! #         Ok(LlmResponse::text(r.prompt().unwrap_or_default(), r.model, "echo"))
+//! #         let p = r.prompt().unwrap_or_default().to_owned();
+//! #         Ok(LlmResponse::text(p, r.model, "echo"))
 //! #     }
 //! # }
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
