@@ -343,9 +343,10 @@ pub fn render(e: &Estimate) -> String {
     }
     let _ = writeln!(
         out,
-        "total: {} calls, {} prompt tokens, at most {} completion tokens; cost {} to {} \
+        "total: {} call{}, {} prompt tokens, at most {} completion tokens; cost {} to {} \
          (prices as of {})",
         e.calls.len(),
+        if e.calls.len() == 1 { "" } else { "s" },
         e.prompt_tokens,
         e.max_completion_tokens,
         e.cost_min,
