@@ -9,8 +9,10 @@
 //! The server and the clients run on separate single-worker runtimes (one core each, as far
 //! as the machine allows). Each measurement runs until 20,000 requests or 5 seconds, whichever
 //! comes first, after a warm-up; raw and provider runs alternate three times per level and the
-//! better run of each is kept, to damp the noise of a shared machine. Target: the provider
-//! reaches ≥ 0.9 of raw throughput.
+//! better run of each is kept, to damp the noise of a shared machine. `cpu µs` is the client
+//! runtime thread's CPU time per call (from `/proc`, 10 ms resolution over the run), which a
+//! busy machine disturbs less than throughput. Target: the provider reaches ≥ 0.9 of raw
+//! throughput.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark code
 
@@ -37,6 +39,23 @@ struct Figures {
     p50_us: f64,
     p99_us: f64,
     count: usize,
+    /// Client CPU time per call (the client runtime's one worker thread), where measurable.
+    cpu_us: Option<f64>,
+}
+
+/// CPU time used so far by the calling thread, from `/proc/thread-self/stat` (Linux).
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks are 1/100 s on Linux.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// The CPU time of the client runtime's worker thread.
+async fn worker_cpu() -> Option<Duration> {
+    tokio::spawn(async { thread_cpu() }).await.ok().flatten()
 }
 
 fn runtime(name: &str) -> tokio::runtime::Runtime {
@@ -63,6 +82,7 @@ where
     }
 
     let issued = Arc::new(AtomicUsize::new(0));
+    let cpu_before = worker_cpu().await;
     let started = Instant::now();
     let deadline = started + MAX_TIME;
     let tasks: Vec<_> = (0..concurrency)
@@ -87,6 +107,7 @@ where
         all.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = worker_cpu().await;
     all.sort_unstable();
     let pct = |p: f64| {
         let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
@@ -97,6 +118,10 @@ where
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         count: all.len(),
+        cpu_us: match (cpu_before, cpu_after) {
+            (Some(a), Some(b)) => Some((b - a).as_secs_f64() * 1e6 / all.len() as f64),
+            _ => None,
+        },
     }
 }
 
@@ -162,10 +187,19 @@ fn main() {
         MAX_TIME.as_secs()
     );
     println!(
-        "{:>11} | {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9} | {:>5}",
-        "concurrency", "raw req/s", "p50 µs", "p99 µs", "prov req/s", "p50 µs", "p99 µs", "ratio"
+        "{:>11} | {:>10} {:>7} {:>7} {:>7} | {:>10} {:>7} {:>7} {:>7} | {:>5}",
+        "concurrency",
+        "raw req/s",
+        "p50 µs",
+        "p99 µs",
+        "cpu µs",
+        "prov req/s",
+        "p50 µs",
+        "p99 µs",
+        "cpu µs",
+        "ratio"
     );
-    println!("{}", "-".repeat(96));
+    println!("{}", "-".repeat(100));
     let mut worst: f64 = f64::INFINITY;
     for concurrency in [1usize, 64, 256] {
         let mut best_raw: Option<Figures> = None;
@@ -202,9 +236,19 @@ fn main() {
         let (r, f) = (best_raw.unwrap(), best_prov.unwrap());
         let ratio = f.rps / r.rps;
         worst = worst.min(ratio);
+        let cpu = |c: Option<f64>| c.map_or("n/a".to_owned(), |c| format!("{c:.1}"));
         println!(
-            "{:>11} | {:>12.0} {:>9.0} {:>9.0} | {:>12.0} {:>9.0} {:>9.0} | {:>5.2}",
-            concurrency, r.rps, r.p50_us, r.p99_us, f.rps, f.p50_us, f.p99_us, ratio
+            "{:>11} | {:>10.0} {:>7.0} {:>7.0} {:>7} | {:>10.0} {:>7.0} {:>7.0} {:>7} | {:>5.2}",
+            concurrency,
+            r.rps,
+            r.p50_us,
+            r.p99_us,
+            cpu(r.cpu_us),
+            f.rps,
+            f.p50_us,
+            f.p99_us,
+            cpu(f.cpu_us),
+            ratio
         );
         let _ = (r.count, f.count);
     }

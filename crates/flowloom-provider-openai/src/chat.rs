@@ -295,18 +295,18 @@ struct WireResponse<'a> {
     id: Option<String>,
     #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    choices: Vec<WireChoice>,
+    #[serde(default, borrow)]
+    choices: Vec<WireChoice<'a>>,
     #[serde(default)]
     usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
-struct WireChoice {
+struct WireChoice<'a> {
     #[serde(default)]
     message: Option<WireMessageOut>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]

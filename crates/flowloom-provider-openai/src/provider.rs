@@ -289,11 +289,14 @@ impl Inner {
         }
     }
 
-    fn encode<T: serde::Serialize>(&self, body: &T) -> Result<Vec<u8>, LlmError> {
-        serde_json::to_vec(body).map_err(|e| LlmError::InvalidRequest {
-            provider: self.provider().to_owned(),
-            message: format!("the request could not be encoded as JSON: {e}"),
-        })
+    fn encode<T: serde::Serialize>(&self, body: &T, size_hint: usize) -> Result<Vec<u8>, LlmError> {
+        let mut out = Vec::with_capacity(size_hint.saturating_add(256));
+        serde_json::to_writer(&mut out, body)
+            .map(|()| out)
+            .map_err(|e| LlmError::InvalidRequest {
+                provider: self.provider().to_owned(),
+                message: format!("the request could not be encoded as JSON: {e}"),
+            })
     }
 
     /// Sends a JSON POST; returns the response when its status is 2xx.
@@ -358,11 +361,14 @@ impl Inner {
 
     async fn chat(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
         check_request(&req, self.provider())?;
-        let body = self.encode(&ChatBody {
-            req: &req,
-            config: &self.config,
-            stream: false,
-        })?;
+        let body = self.encode(
+            &ChatBody {
+                req: &req,
+                config: &self.config,
+                stream: false,
+            },
+            body_size_hint(&req),
+        )?;
         let started = Instant::now();
         let res = self
             .post(&self.chat_url, body, &req.model, started, false)
@@ -374,11 +380,14 @@ impl Inner {
 
     async fn chat_stream(&self, req: LlmRequest) -> Result<LlmStream, LlmError> {
         check_request(&req, self.provider())?;
-        let body = self.encode(&ChatBody {
-            req: &req,
-            config: &self.config,
-            stream: true,
-        })?;
+        let body = self.encode(
+            &ChatBody {
+                req: &req,
+                config: &self.config,
+                stream: true,
+            },
+            body_size_hint(&req),
+        )?;
         let started = Instant::now();
         let res = self
             .post(&self.chat_url, body, &req.model, started, true)
@@ -428,7 +437,8 @@ impl Inner {
             let req = Arc::clone(&req);
             async move {
                 let input = &req.input[range];
-                let body = inner.encode(&EmbeddingBody { req: &req, input })?;
+                let hint = input.iter().map(|t| t.len() + 3).sum();
+                let body = inner.encode(&EmbeddingBody { req: &req, input }, hint)?;
                 let res = inner
                     .post(&inner.embeddings_url, body, &req.model, started, false)
                     .await?;
@@ -484,6 +494,16 @@ impl Inner {
         })?;
         Ok(list.data.into_iter().map(|i| i.id).collect())
     }
+}
+
+/// Roughly the encoded size of a chat request, so the body is written without regrowing.
+fn body_size_hint(req: &LlmRequest) -> usize {
+    req.model.len()
+        + req
+            .messages
+            .iter()
+            .map(|m| m.content.len() + 32)
+            .sum::<usize>()
 }
 
 impl Service<LlmRequest> for OpenAiProvider {
