@@ -8,8 +8,9 @@
 //!   [`PiiAction`]:
 //!   - `Detect`: logs a warning with the kinds and counts found (never the text) and lets the
 //!     request through unchanged;
-//!   - `Redact`: replaces each finding in every message with its label (`[EMAIL]`, ...) and
-//!     sends the rewritten request;
+//!   - `Redact`: replaces each finding in every message's text with its label (`[EMAIL]`,
+//!     ...) and sends the rewritten request (tool-call arguments and tool definitions are not
+//!     scanned);
 //!   - `Block`: refuses the request with [`LlmError::Blocked`] (`guard: "pii"`), naming the
 //!     kinds found but not the text.
 //!
