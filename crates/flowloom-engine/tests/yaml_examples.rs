@@ -218,7 +218,7 @@ async fn consensus_executions_share_one_timeout() {
     assert!(slow["answer"].is_null());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn iterate_loops_keep_item_order() {
     let set = load("iterate_topics.yaml");
     let m = mock(
