@@ -150,7 +150,8 @@ fn pii_precision_and_recall_on_the_labelled_set() {
     );
 }
 
-/// Cases written after the detector, and not used to tune it: the honest figure.
+/// Cases written after the detector as a held-out check (one gap it showed, URL passwords, was
+/// fixed afterwards; see docs/middleware.md).
 #[test]
 fn pii_precision_and_recall_on_the_held_out_set() {
     let data = include_str!("data/pii_holdout.json");
@@ -198,6 +199,10 @@ fn redact_masks_with_type_labels() {
     );
     assert_eq!(pii::redact("call +44 20 7946 0958"), "call [PHONE]");
     assert_eq!(pii::redact("v1.2.3.4 is fine"), "v1.2.3.4 is fine");
+    assert_eq!(
+        pii::redact("DSN postgres://app:Hunter2pw@db.internal:5432/x"),
+        "DSN postgres://app:[SECRET]@db.internal:5432/x"
+    );
     // Non-ASCII text around a finding keeps its characters.
     assert_eq!(
         pii::redact("Grüße an zoe@example.de, merci"),

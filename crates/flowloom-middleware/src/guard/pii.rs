@@ -23,7 +23,7 @@
 //! | `ssn` | US `AAA-GG-SSSS` with dashes, area not 000/666/9xx, group not 00, serial not 0000 | those invalid ranges; 9 digits without dashes (too many ids look like that) |
 //! | `ip_address` | IPv4 dotted quads with octets 0–255 and no leading zeros; IPv6 in any form `std::net::Ipv6Addr` parses, containing a digit | dotted quads that are **versions**: preceded by `v`, `@`, `-`, or by a word such as *version*, *build*, *release*, *firmware*, *rev*, *update*, *patch*; longer dotted runs (`1.2.3.4.5`); times like `12:30:45`, MAC addresses, `std::fmt` |
 //! | `phone` | `+` and a country code with 8–15 digits in all (spaces, dots, dashes, parentheses between); North-American `(555) 123-4567`, `555-123-4567`, `555.123.4567`; national numbers starting with `0` and a non-zero digit, in 2–5 groups, 9–12 digits | bare digit runs (order numbers, ids); any number right after *order*, *invoice*, *ref*, *ticket*, *tracking*, *account*, *id*, *no.* or `#`, or right after another token holding digits (the tail of a longer code); dates |
-//! | `secret` | `sk-…` (OpenAI, Anthropic), `AKIA…`/`ASIA…` (AWS), `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`/`github_pat_` (GitHub), `xox?-` (Slack), `AIza…` (Google), `sk_live_`/`pk_test_`… (Stripe), JWTs, the token after `Bearer`, private-key blocks, the value after `password=`, `api_key:`, `secret=`, `token:` and the like; and high-entropy tokens: 32+ characters of letters, digits and `+/_-` with upper case, lower case, at least two digits, frequent switches between letter case and digits (≥ 40 % of neighbours), and Shannon entropy ≥ 4 bits per character | hex digests and git SHAs (no upper case), UUIDs, long identifiers in camel case (few switches), placeholders like `********` |
+//! | `secret` | `sk-…` (OpenAI, Anthropic), `AKIA…`/`ASIA…` (AWS), `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`/`github_pat_` (GitHub), `xox?-` (Slack), `AIza…` (Google), `sk_live_`/`pk_test_`… (Stripe), JWTs, the token after `Bearer`, private-key blocks, the value after `password=`, `api_key:`, `secret=`, `token:` and the like, the password in a URL (`scheme://user:password@host`); and high-entropy tokens: 32+ characters of letters, digits and `+/_-` with upper case, lower case, at least two digits, frequent switches between letter case and digits (≥ 40 % of neighbours), and Shannon entropy ≥ 4 bits per character | hex digests and git SHAs (no upper case), UUIDs, long identifiers in camel case (few switches), placeholders like `********` |
 //!
 //! Where two findings overlap, the earlier kind in the table's order `secret`, `email`,
 //! `credit_card`, `iban`, `ssn`, `ip_address`, `phone` wins.
@@ -229,8 +229,9 @@ const IPV6_CANDIDATE: usize = 9;
 const PHONE_INTL: usize = 10;
 const PHONE_NANP: usize = 11;
 const PHONE_NATIONAL: usize = 12;
+const SECRET_URL_PASSWORD: usize = 13;
 
-static SOURCES: [&str; 13] = [
+static SOURCES: [&str; 14] = [
     r"(?-u:\b)(?:sk-(?:proj-|ant-(?:api[0-9]{2}-)?|live-|test-)?[A-Za-z0-9_-]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})",
     r"(?i)(?-u:\b)bearer[ \t\r\n]+([A-Za-z0-9._~+/-]{16,}=*)",
     r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----(?s:.)*?-----END (?:[A-Z]+ )*PRIVATE KEY-----",
@@ -244,6 +245,7 @@ static SOURCES: [&str; 13] = [
     r"\+[0-9][0-9 ().-]{6,22}[0-9]",
     r"(?:\([0-9]{3}\) ?[0-9]{3}[-.][0-9]{4}|(?-u:\b)[0-9]{3}-[0-9]{3}-[0-9]{4}|(?-u:\b)[0-9]{3}\.[0-9]{3}\.[0-9]{4})(?-u:\b)",
     r"(?-u:\b)0[1-9][0-9]{0,3}(?:[ /-][0-9]{2,8}){1,4}(?-u:\b)",
+    r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]*://[^ \t\r\n/:@]+:([^ \t\r\n/@]+)@",
 ];
 
 static COMPILED: LazyLock<Option<Compiled>> = LazyLock::new(|| {
@@ -315,6 +317,7 @@ impl<'t> Scan<'t> {
         hits[SECRET_BEARER] = bearer;
         hits[SECRET_PEM] = dash && text.contains("-----BEGIN");
         hits[SECRET_ASSIGN] = colons > 0 || eq;
+        hits[SECRET_URL_PASSWORD] = colons > 0 && at;
         hits[EMAIL] = at;
         hits[CARD] = digits >= 13;
         hits[IBAN] = iban;
@@ -427,6 +430,11 @@ fn find_secrets(scan: &Scan<'_>, out: &mut Vec<Range<usize>>) {
         out.push(m.range());
     }
     for c in scan.captures_iter(SECRET_BEARER) {
+        if let Some(g) = c.get(1) {
+            out.push(g.range());
+        }
+    }
+    for c in scan.captures_iter(SECRET_URL_PASSWORD) {
         if let Some(g) = c.get(1) {
             out.push(g.range());
         }
