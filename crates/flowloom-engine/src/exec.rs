@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use flowloom_core::provider::panic_message;
@@ -946,23 +948,24 @@ impl Scheduler<'_> {
                     correlation_id: Some(self.shared.correlation_id),
                     provider: Some(Arc::clone(&pname)),
                 };
-                launch(l, async move {
-                    let res: Result<LlmResponse, LlmError> = svc.oneshot(req).await;
-                    match res {
-                        Ok(r) => Body {
-                            without_usage: u64::from(r.usage.is_none()),
-                            outcome: Ok(Value::String(r.content)),
-                            usage: r.usage,
-                            llm_calls: 1,
-                        },
-                        Err(e) => Body {
-                            outcome: Err(provider_error(&pname, &e)),
-                            usage: None,
-                            llm_calls: 1,
-                            without_usage: 0,
-                        },
-                    }
-                })
+                launch(
+                    l,
+                    svc.oneshot(req)
+                        .map(move |res: Result<LlmResponse, LlmError>| match res {
+                            Ok(r) => Body {
+                                without_usage: u64::from(r.usage.is_none()),
+                                outcome: Ok(Value::String(r.content)),
+                                usage: r.usage,
+                                llm_calls: 1,
+                            },
+                            Err(e) => Body {
+                                outcome: Err(provider_error(&pname, &e)),
+                                usage: None,
+                                llm_calls: 1,
+                                without_usage: 0,
+                            },
+                        }),
+                )
             }
             StepImpl::Transform(f) => {
                 let ctx = self.step_context(i, self.step_config(step));
@@ -1284,45 +1287,99 @@ where
         kind_label,
         step_timeout,
     } = l;
-    let span2 = span.clone();
-    let fut = async move {
-        if let (Some(ev), Some(shared)) = (&step_event, &shared) {
+    if let (Some(ev), Some(shared)) = (step_event, shared) {
+        // With hooks: an async wrapper awaiting them around the step.
+        let span2 = span.clone();
+        let fut = async move {
             for h in &shared.engine.0.hooks {
-                h.on_step_start(ev).await;
+                h.on_step_start(&ev).await;
             }
+            StepFuture::new(i, started, span2, kind_label, step_timeout, body).await
         }
-        let guarded = AssertUnwindSafe(body).catch_unwind();
-        let res = match step_timeout {
-            Some(t) => match tokio::time::timeout(t, guarded).await {
-                Ok(r) => r,
-                Err(_) => Ok(Body::plain(Err(format!("timed out after {t:?}")))),
-            },
-            None => guarded.await,
-        };
-        let body = match res {
-            Ok(b) => b,
-            Err(p) => Body::plain(Err(format!(
+        .instrument(span);
+        return Prepared::Start(Box::pin(fut));
+    }
+    Prepared::Start(Box::pin(StepFuture::new(
+        i,
+        started,
+        span,
+        kind_label,
+        step_timeout,
+        body,
+    )))
+}
+
+pin_project_lite::pin_project! {
+    /// A started step: its body under panic isolation, an optional time limit, inside its
+    /// span. Written by hand so the body is stored once (an async block would hold it twice).
+    struct StepFuture<B> {
+        #[pin]
+        body: futures_util::future::CatchUnwind<AssertUnwindSafe<B>>,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        i: u32,
+        started: Instant,
+        span: Span,
+        kind_label: Arc<str>,
+        timeout: Option<Duration>,
+    }
+}
+
+impl<B: std::future::Future<Output = Body>> StepFuture<B> {
+    fn new(
+        i: u32,
+        started: Instant,
+        span: Span,
+        kind_label: Arc<str>,
+        timeout: Option<Duration>,
+        body: B,
+    ) -> Self {
+        StepFuture {
+            body: AssertUnwindSafe(body).catch_unwind(),
+            sleep: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+            i,
+            started,
+            span,
+            kind_label,
+            timeout,
+        }
+    }
+}
+
+impl<B: std::future::Future<Output = Body>> std::future::Future for StepFuture<B> {
+    type Output = StepDone;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<StepDone> {
+        let this = self.project();
+        let entered = this.span.enter();
+        let body = match this.body.poll(cx) {
+            Poll::Ready(Ok(b)) => b,
+            Poll::Ready(Err(p)) => Body::plain(Err(format!(
                 "{} panicked: {}",
-                if let Some(plugin) = kind_label.strip_prefix("plugin:") {
-                    format!("plugin {plugin:?}")
-                } else {
-                    format!("the {kind_label} step")
+                match this.kind_label.strip_prefix("plugin:") {
+                    Some(plugin) => format!("plugin {plugin:?}"),
+                    None => format!("the {} step", this.kind_label),
                 },
                 panic_message(p)
             ))),
+            Poll::Pending => match this.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Body::plain(Err(format!(
+                    "timed out after {:?}",
+                    this.timeout.unwrap_or_default()
+                ))),
+                _ => return Poll::Pending,
+            },
         };
-        StepDone {
-            idx: i,
+        drop(entered);
+        Poll::Ready(StepDone {
+            idx: *this.i,
             outcome: body.outcome,
             usage: body.usage,
             llm_calls: body.llm_calls,
             llm_calls_without_usage: body.without_usage,
-            started,
-            span: span2,
-        }
+            started: *this.started,
+            span: std::mem::replace(this.span, Span::none()),
+        })
     }
-    .instrument(span);
-    Prepared::Start(Box::pin(fut))
 }
 
 /// What a step's body produced.

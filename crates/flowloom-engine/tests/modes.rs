@@ -381,3 +381,32 @@ async fn results_carry_ids_and_the_given_correlation_id() {
     assert!(r.completed_at.is_some());
     let _ = Arc::new(Mutex::new(()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_timeout_fails_that_step_at_its_limit() {
+    let t = Timed::new();
+    let engine = timed_engine(&t);
+    let wf = Workflow::builder("st")
+        .llm("quick", "100ms:ok")
+        .step(
+            Step::llm("slow", "5000ms:late")
+                .timeout(Duration::from_secs(1))
+                .critical(false),
+        )
+        .llm("after", "100ms:after {{ quick }}")
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = engine.run(&wf, "x").await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(1200));
+    let slow = r.step("slow").unwrap();
+    assert_eq!(slow.status, StepStatus::Failed);
+    assert!(
+        slow.error
+            .as_ref()
+            .unwrap()
+            .contains(r#"step "slow" failed: timed out after 1s"#),
+        "{slow:?}"
+    );
+    assert_eq!(r.output_text(), Some("after ok"));
+}
