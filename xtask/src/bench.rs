@@ -8,6 +8,9 @@
 //!
 //! e.g. `BENCH retry_layer_overhead 0.42 us/call ratio=1.08`. `<name>` has no spaces; `ratio`
 //! is the figure over its floor measured in the same run. Every other line is passed through.
+//! For a bench that prints no `BENCH` line, the rows of its own table (a header, then rows of a
+//! name and figures, aligned with two or more spaces or as a Markdown table) are listed after
+//! the table, as a best effort.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -94,6 +97,107 @@ pub fn benches_of(meta: &Value) -> Vec<(String, String)> {
     found
 }
 
+/// A row of a bench's own table, read when the bench prints no `BENCH` lines: a name and its
+/// numeric cells, each under its column's header when the header is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// `package/bench`.
+    pub source: String,
+    /// The row's name (its first cell).
+    pub name: String,
+    /// `(header, value)` for each other cell.
+    pub cells: Vec<(String, String)>,
+}
+
+/// Splits a table line into cells: on `|` for Markdown tables, else on runs of two or more
+/// spaces.
+pub fn split_cells(line: &str) -> Vec<String> {
+    let t = line.trim();
+    if t.contains('|') {
+        return t
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_owned())
+            .collect();
+    }
+    let mut cells = Vec::new();
+    let mut cur = String::new();
+    let mut spaces = 0;
+    for ch in t.chars() {
+        if ch.is_whitespace() {
+            spaces += 1;
+            continue;
+        }
+        if spaces >= 2 && !cur.is_empty() {
+            cells.push(std::mem::take(&mut cur));
+        } else if spaces == 1 {
+            cur.push(' ');
+        }
+        spaces = 0;
+        cur.push(ch);
+    }
+    if !cur.is_empty() {
+        cells.push(cur);
+    }
+    cells
+}
+
+/// True for a cell that holds a figure: a number, maybe with `$`, `,`, `%`, `x` or a unit.
+fn is_figure(cell: &str) -> bool {
+    let first = cell.split_whitespace().next().unwrap_or("");
+    let n: String = first
+        .trim_start_matches('$')
+        .trim_end_matches(['%', 'x', '×'])
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    !n.is_empty() && n.parse::<f64>().is_ok()
+}
+
+/// Reads table rows from a bench's output: a header (cells that are not figures) followed by
+/// rows whose cells after the first are all figures.
+pub fn table_rows(source: &str, output: &[String]) -> Vec<Row> {
+    let mut header: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for line in output {
+        if line.starts_with("BENCH ") {
+            continue;
+        }
+        let cells = split_cells(line);
+        if cells.len() < 2
+            || cells
+                .iter()
+                .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+        {
+            continue;
+        }
+        let figures = cells[1..].iter().all(|c| is_figure(c));
+        let named = cells[0].chars().any(char::is_alphabetic);
+        if figures && named {
+            let cols: Vec<(String, String)> = cells[1..]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let h = if header.len() == cells.len() {
+                        header[i + 1].clone()
+                    } else {
+                        format!("col{}", i + 1)
+                    };
+                    (h, v.clone())
+                })
+                .collect();
+            rows.push(Row {
+                source: source.to_owned(),
+                name: cells[0].clone(),
+                cells: cols,
+            });
+        } else if !cells[1..].iter().any(|c| is_figure(c)) {
+            header = cells;
+        }
+    }
+    rows
+}
+
 /// The table of figures.
 pub fn table(figures: &[Figure]) -> String {
     let w = |f: &dyn Fn(&Figure) -> usize, min: usize| {
@@ -151,6 +255,7 @@ pub fn run(root: &Path, packages: &[String]) -> Result<()> {
         );
     }
     let mut figures = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let mut failed = Vec::new();
     for (pkg, bench) in &targets {
         eprintln!("==> cargo bench -p {pkg} --bench {bench}");
@@ -160,10 +265,12 @@ pub fn run(root: &Path, packages: &[String]) -> Result<()> {
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting the bench {pkg}/{bench}"))?;
+        let mut lines = Vec::new();
         if let Some(out) = child.stdout.take() {
             for line in BufReader::new(out).lines() {
                 let line = line.unwrap_or_default();
                 println!("{line}");
+                lines.push(line.clone());
                 if let Some((name, value, unit, ratio)) = parse_line(&line) {
                     figures.push(Figure {
                         package: pkg.clone(),
@@ -176,19 +283,35 @@ pub fn run(root: &Path, packages: &[String]) -> Result<()> {
                 }
             }
         }
+        if !lines.iter().any(|l| l.starts_with("BENCH ")) {
+            rows.extend(table_rows(&format!("{pkg}/{bench}"), &lines));
+        }
         let status = child.wait().context("waiting for a bench")?;
         if !status.success() {
             failed.push(format!("{pkg}/{bench} ({status})"));
         }
     }
-    println!("\n{}", table(&figures));
+    if figures.is_empty() {
+        println!("\nno bench printed a `BENCH <name> <value> <unit> [ratio=<x>]` line");
+    } else {
+        println!("\n{}", table(&figures));
+    }
     let silent: Vec<String> = targets
         .iter()
         .filter(|(p, b)| !figures.iter().any(|f| &f.package == p && &f.bench == b))
         .map(|(p, b)| format!("{p}/{b}"))
         .collect();
     if !silent.is_empty() {
-        println!("benches that printed no BENCH lines: {}", silent.join(", "));
+        println!(
+            "benches that printed no BENCH lines: {}; figures read from their own tables:",
+            silent.join(", ")
+        );
+        let ws = rows.iter().map(|r| r.source.len()).max().unwrap_or(0);
+        let wn = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+        for r in &rows {
+            let cells: Vec<String> = r.cells.iter().map(|(h, v)| format!("{h}={v}")).collect();
+            println!("{:<ws$}  {:<wn$}  {}", r.source, r.name, cells.join("  "));
+        }
     }
     if !failed.is_empty() {
         bail!("these benches failed: {}", failed.join(", "));
@@ -224,6 +347,40 @@ mod tests {
             {"name": "q", "targets": [{"name": "t", "kind": ["test"]}]}
         ]});
         assert_eq!(benches_of(&meta), [("p".to_owned(), "layers".to_owned())]);
+    }
+
+    #[test]
+    fn reads_rows_of_a_bench_s_own_table() {
+        let out: Vec<String> = [
+            "flowloom-x overhead (1000 calls)",
+            "case                                ns/call  x floor",
+            "floor (clone into a response)           283     1.00",
+            "echo (recording off)                    739     2.61x",
+            "| setup | per run | vs off |",
+            "|---|---:|---:|",
+            "| json logs | 12.5 µs | +3.1% |",
+            "targets: met",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let rows = table_rows("p/b", &out);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0].name, "floor (clone into a response)");
+        assert_eq!(
+            rows[0].cells,
+            [
+                ("ns/call".to_owned(), "283".to_owned()),
+                ("x floor".to_owned(), "1.00".to_owned())
+            ]
+        );
+        assert_eq!(rows[1].cells[1].1, "2.61x");
+        assert_eq!(rows[2].name, "json logs");
+        assert_eq!(
+            rows[2].cells[0],
+            ("per run".to_owned(), "12.5 µs".to_owned())
+        );
+        assert_eq!(rows[2].cells[1], ("vs off".to_owned(), "+3.1%".to_owned()));
     }
 
     #[test]
