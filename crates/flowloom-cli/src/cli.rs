@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "flowloom", version, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 completed, 1 failed, 2 invalid input or definition, \
-3 timeout, 130 interrupted.\nDocumentation: docs/cli.md"
+3 timeout, 130 interrupted.\nDocumentation: docs/src/cli.md"
 )]
 pub struct Cli {
     /// The providers file mapping provider names to OpenAI-compatible endpoints

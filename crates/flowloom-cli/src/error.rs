@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use flowloom_core::WorkflowStatus;
 
-/// The exit codes, as documented in `docs/cli.md`.
+/// The exit codes, as documented in `docs/src/cli.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// 0: the run completed (or the check passed).

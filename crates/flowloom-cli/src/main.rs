@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Exit codes: 0 completed, 1 failed, 2 invalid input or definition, 3 timeout,
-//! 130 interrupted. See `docs/cli.md`.
+//! 130 interrupted. See `docs/src/cli.md`.
 
 mod cli;
 mod error;

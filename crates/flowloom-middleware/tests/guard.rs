@@ -151,7 +151,7 @@ fn pii_precision_and_recall_on_the_labelled_set() {
 }
 
 /// Cases written after the detector as a held-out check (one gap it showed, URL passwords, was
-/// fixed afterwards; see docs/middleware.md).
+/// fixed afterwards; see docs/src/middleware.md).
 #[test]
 fn pii_precision_and_recall_on_the_held_out_set() {
     let data = include_str!("data/pii_holdout.json");

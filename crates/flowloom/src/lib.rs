@@ -28,6 +28,8 @@ pub use flowloom_provider_mock as mock;
 pub use flowloom_provider_openai as openai;
 #[cfg(feature = "testkit")]
 pub use flowloom_testkit as testkit;
+/// `tower`, to stack layers around providers (`tower::ServiceBuilder`).
+pub use tower;
 
 pub use flowloom_core::{
     FrameworkConfig, LlmError, LlmRequest, LlmResponse, StepContext, StepResult, StepStatus,
@@ -56,4 +58,8 @@ pub mod book {
     pub struct Providers;
     #[doc = include_str!("../../../docs/src/configuration.md")]
     pub struct Configuration;
+    #[doc = include_str!("../../../docs/src/middleware.md")]
+    pub struct Middleware;
+    #[doc = include_str!("../../../docs/src/cli.md")]
+    pub struct Cli;
 }
