@@ -43,7 +43,7 @@ use futures_util::Stream;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
 use tower::{Layer, Service};
-use tracing::field::Empty;
+use tracing::field::{Empty, Field, Value};
 use tracing::{Instrument, Span};
 
 use crate::redact::Redactor;
@@ -207,7 +207,7 @@ impl CallInfo {
 
 fn chat_span(req: &LlmRequest, log_prompts: bool, redactor: &Redactor) -> Span {
     let ctx = &req.context;
-    let span = tracing::info_span!(
+    tracing::info_span!(
         target: TARGET_GEN_AI,
         SPAN_GEN_AI,
         { OTEL_NAME } = format!("{OPERATION_CHAT} {}", req.model),
@@ -226,18 +226,37 @@ fn chat_span(req: &LlmRequest, log_prompts: bool, redactor: &Redactor) -> Span {
         { GEN_AI_USAGE_OUTPUT_TOKENS } = Empty,
         { GEN_AI_USAGE_CACHED_INPUT_TOKENS } = Empty,
         { GEN_AI_CONVERSATION_ID } = ctx.correlation_id.map(tracing::field::display),
-        { GEN_AI_INPUT_MESSAGES } = Empty,
+        // Evaluated only when the span is enabled.
+        { GEN_AI_INPUT_MESSAGES } = log_prompts.then(|| {
+            let json = serde_json::to_string(&req.messages).unwrap_or_default();
+            redactor.redact(&json).into_owned()
+        }),
         { GEN_AI_OUTPUT_MESSAGES } = Empty,
         { ERROR_TYPE } = Empty,
         { WORKFLOW_ID } = ctx.run_id.map(tracing::field::display),
         { WORKFLOW_NAME } = ctx.workflow.as_deref(),
         { STEP_NAME } = ctx.step.as_deref(),
-    );
-    if log_prompts && !span.is_disabled() {
-        let json = serde_json::to_string(&req.messages).unwrap_or_default();
-        span.record(GEN_AI_INPUT_MESSAGES, redactor.redact(&json).as_ref());
-    }
-    span
+    )
+}
+
+/// Records several fields in one go: each `record` call makes the JSON formatter re-parse and
+/// re-serialize every field of the span, so one call instead of eight matters.
+fn record_many<const N: usize>(span: &Span, values: [(&str, Option<&dyn Value>); N]) {
+    let Some(meta) = span.metadata() else {
+        return;
+    };
+    let fields = meta.fields();
+    let Some(any) = fields.iter().next() else {
+        return;
+    };
+    let resolved: [(Field, Option<&dyn Value>); N] =
+        values.map(|(name, v)| match fields.field(name) {
+            Some(f) => (f, v),
+            None => (any.clone(), None),
+        });
+    let refs: [(&Field, Option<&dyn Value>); N] =
+        std::array::from_fn(|i| (&resolved[i].0, resolved[i].1));
+    span.record_all(&fields.value_set(&refs));
 }
 
 fn finish_chat(
@@ -253,33 +272,54 @@ fn finish_chat(
     match result {
         Ok(res) => {
             if !span.is_disabled() {
-                if info.provider.is_none() {
-                    span.record(GEN_AI_PROVIDER_NAME, res.provider.as_str());
-                }
-                span.record(GEN_AI_RESPONSE_MODEL, res.model.as_str());
-                if let Some(id) = &res.response_id {
-                    span.record(GEN_AI_RESPONSE_ID, id.as_str());
-                }
                 let reasons = format!("[\"{}\"]", res.finish_reason.as_str().escape_default());
-                span.record(GEN_AI_RESPONSE_FINISH_REASONS, reasons.as_str());
-                if let Some(u) = &res.usage {
-                    span.record(GEN_AI_USAGE_INPUT_TOKENS, u.prompt_tokens);
-                    span.record(GEN_AI_USAGE_OUTPUT_TOKENS, u.completion_tokens);
-                    if let Some(c) = u.cached_prompt_tokens {
-                        span.record(GEN_AI_USAGE_CACHED_INPUT_TOKENS, c);
-                    }
-                }
-                if log_prompts {
+                let usage = res.usage.as_ref();
+                let input = usage.map(|u| u.prompt_tokens);
+                let output = usage.map(|u| u.completion_tokens);
+                let cached = usage.and_then(|u| u.cached_prompt_tokens);
+                let completion = log_prompts.then(|| {
                     let out = serde_json::json!([{
                         "role": "assistant",
                         "content": res.content,
                         "finish_reason": res.finish_reason.as_str(),
                     }]);
-                    span.record(
-                        GEN_AI_OUTPUT_MESSAGES,
-                        redactor.redact(&out.to_string()).as_ref(),
-                    );
-                }
+                    redactor.redact(&out.to_string()).into_owned()
+                });
+                let provider = info.provider.is_none().then_some(res.provider.as_str());
+                record_many(
+                    span,
+                    [
+                        (
+                            GEN_AI_PROVIDER_NAME,
+                            provider.as_ref().map(|v| v as &dyn Value),
+                        ),
+                        (
+                            GEN_AI_RESPONSE_MODEL,
+                            Some(&res.model.as_str() as &dyn Value),
+                        ),
+                        (
+                            GEN_AI_RESPONSE_ID,
+                            res.response_id.as_ref().map(|v| v as &dyn Value),
+                        ),
+                        (GEN_AI_RESPONSE_FINISH_REASONS, Some(&reasons as &dyn Value)),
+                        (
+                            GEN_AI_USAGE_INPUT_TOKENS,
+                            input.as_ref().map(|v| v as &dyn Value),
+                        ),
+                        (
+                            GEN_AI_USAGE_OUTPUT_TOKENS,
+                            output.as_ref().map(|v| v as &dyn Value),
+                        ),
+                        (
+                            GEN_AI_USAGE_CACHED_INPUT_TOKENS,
+                            cached.as_ref().map(|v| v as &dyn Value),
+                        ),
+                        (
+                            GEN_AI_OUTPUT_MESSAGES,
+                            completion.as_ref().map(|v| v as &dyn Value),
+                        ),
+                    ],
+                );
             }
             // A cache hit spent no provider tokens: only its duration is measured.
             let usage = if res.cached { None } else { res.usage.as_ref() };
@@ -306,14 +346,19 @@ fn record_error(span: &Span, e: &LlmError, redactor: &Redactor) {
     if span.is_disabled() {
         return;
     }
-    if let Some(p) = e.provider() {
-        span.record(GEN_AI_PROVIDER_NAME, p);
-    }
-    span.record(ERROR_TYPE, e.kind().as_str());
-    span.record(OTEL_STATUS_CODE, "error");
-    span.record(
-        OTEL_STATUS_DESCRIPTION,
-        redactor.redact(&e.to_string()).as_ref(),
+    let description = redactor.redact(&e.to_string()).into_owned();
+    let provider = e.provider();
+    record_many(
+        span,
+        [
+            (
+                GEN_AI_PROVIDER_NAME,
+                provider.as_ref().map(|v| v as &dyn Value),
+            ),
+            (ERROR_TYPE, Some(&e.kind().as_str() as &dyn Value)),
+            (OTEL_STATUS_CODE, Some(&"error" as &dyn Value)),
+            (OTEL_STATUS_DESCRIPTION, Some(&description as &dyn Value)),
+        ],
     );
 }
 
@@ -415,13 +460,25 @@ where
                 let seconds = started.elapsed().as_secs_f64();
                 match &result {
                     Ok(res) => {
-                        if info.provider.is_none() {
-                            span.record(GEN_AI_PROVIDER_NAME, res.provider.as_str());
-                        }
-                        span.record(GEN_AI_RESPONSE_MODEL, res.model.as_str());
-                        if let Some(u) = &res.usage {
-                            span.record(GEN_AI_USAGE_INPUT_TOKENS, u.prompt_tokens);
-                        }
+                        let provider = info.provider.is_none().then_some(res.provider.as_str());
+                        let input = res.usage.as_ref().map(|u| u.prompt_tokens);
+                        record_many(
+                            &span,
+                            [
+                                (
+                                    GEN_AI_PROVIDER_NAME,
+                                    provider.as_ref().map(|v| v as &dyn Value),
+                                ),
+                                (
+                                    GEN_AI_RESPONSE_MODEL,
+                                    Some(&res.model.as_str() as &dyn Value),
+                                ),
+                                (
+                                    GEN_AI_USAGE_INPUT_TOKENS,
+                                    input.as_ref().map(|v| v as &dyn Value),
+                                ),
+                            ],
+                        );
                         // Embeddings have input tokens only.
                         let usage = res.usage.as_ref().map(|u| TokenUsage {
                             completion_tokens: 0,

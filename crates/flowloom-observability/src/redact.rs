@@ -34,17 +34,19 @@ pub const REDACTED: &str = "[REDACTED]";
 /// they are reported by [`Redactor::try_with_secret`].
 pub const MIN_SECRET_LEN: usize = 6;
 
-// Patterns of credentials, each with the part to keep in group 1 (may be empty).
+// Patterns of credentials, each with the part to keep in group 1 (may be empty). Word
+// boundaries are ASCII (`(?-u:\b)`): a Unicode `\b` would force the slow regex engine on any
+// line with a non-ASCII character (such as `µs` in span timings).
 static PATTERNS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
         // `Authorization: Bearer xyz`, `"authorization":"Basic xyz"`, `authorization=Bearer xyz`
         r#"(?i)(authorization["']?\s*[:=]\s*["']?\s*(?:bearer|basic|token)?\s*)[^\s"',;}\]]+"#,
         // A bare bearer token: `Bearer xyz`
-        r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{6,}",
+        r"(?i)((?-u:\b)bearer\s+)[A-Za-z0-9._~+/=-]{6,}",
         // `x-api-key: xyz`, `api-key: xyz`, `api_key=xyz`, `"apiKey": "xyz"`
         r#"(?i)((?:x-)?api[-_]?key["']?\s*[:=]\s*["']?)[^\s"',;}\]]+"#,
         // OpenAI-style keys: sk-..., sk-proj-..., with at least 8 key characters
-        r"()\bsk-[A-Za-z0-9_-]{8,}",
+        r"()(?-u:\b)sk-[A-Za-z0-9_-]{8,}",
     ]
     .iter()
     .filter_map(|p| Regex::new(p).ok())
@@ -446,6 +448,18 @@ mod tests {
             assert!(!out.contains(gone), "{input} -> {out}");
             assert!(out.contains(REDACTED), "{input} -> {out}");
         }
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(PATTERNS.len(), 4);
+    }
+
+    #[test]
+    fn non_ascii_lines_are_scrubbed_too() {
+        let r = Redactor::new();
+        let out = r.redact("busy 384µs — clé sk-proj-AbCdEfGh12345678 fin");
+        assert_eq!(out, "busy 384µs — clé [REDACTED] fin");
     }
 
     #[test]
