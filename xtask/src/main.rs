@@ -10,6 +10,9 @@ use xtask::{bench, fixtures, release, schema};
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "flowloom project tasks")]
 struct Cli {
+    /// The workspace to work on (default: the one this xtask belongs to).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +80,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let root = root();
+    let root = cli.root.clone().unwrap_or_else(root);
     match cli.command {
         Command::Fixtures { action } => match action {
             FixturesAction::Verify => fixtures::verify(&root),
