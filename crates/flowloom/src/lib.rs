@@ -62,4 +62,6 @@ pub mod book {
     pub struct Middleware;
     #[doc = include_str!("../../../docs/src/cli.md")]
     pub struct Cli;
+    #[doc = include_str!("../../../docs/src/yaml.md")]
+    pub struct Yaml;
 }
