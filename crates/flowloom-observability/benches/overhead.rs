@@ -19,6 +19,9 @@ use flowloom_provider_mock::MockProvider;
 
 const RUNS_PER_SAMPLE: u32 = 2_000;
 const ROUNDS: usize = 5;
+const WARMUP: u32 = 20;
+/// Runs per sample with a 1 ms provider (each run waits ≥ 3 ms).
+const SLOW_RUNS_PER_SAMPLE: u32 = 150;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
@@ -51,8 +54,21 @@ fn workflow() -> Workflow {
         .unwrap()
 }
 
-fn engine(setup: Setup, ledger: &UsageLedger, config: &ObservabilityConfig) -> Engine {
-    let mock = MockProvider::echo().with_recording(false);
+fn engine(
+    setup: Setup,
+    ledger: &UsageLedger,
+    config: &ObservabilityConfig,
+    latency_ms: u64,
+) -> Engine {
+    let mock = if latency_ms == 0 {
+        MockProvider::echo()
+    } else {
+        MockProvider::from_yaml_str(&format!(
+            "default: {{ respond: \"a short answer\", latency: {latency_ms}ms }}"
+        ))
+        .unwrap()
+    }
+    .with_recording(false);
     let mut b = Engine::builder().no_default_stack();
     if matches!(setup, Setup::JsonLogs | Setup::All | Setup::JsonNoRedaction) {
         b = b.layer(GenAiTraceLayer::from_config(config));
@@ -87,24 +103,30 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Counting {
 }
 
 /// Mean time per run over `RUNS_PER_SAMPLE` runs.
-fn sample(rt: &tokio::runtime::Runtime, setup: Setup, out: &Counting) -> Duration {
+fn sample(
+    rt: &tokio::runtime::Runtime,
+    setup: Setup,
+    out: &Counting,
+    latency_ms: u64,
+    runs: u32,
+) -> Duration {
     let mut config = ObservabilityConfig::default().with_format(LogFormat::Json);
     if setup == Setup::JsonNoRedaction {
         config.redactor = Redactor::disabled();
     }
     let ledger = UsageLedger::new();
-    let engine = engine(setup, &ledger, &config);
+    let engine = engine(setup, &ledger, &config, latency_ms);
     let wf = workflow();
     let (dispatch, _guard) = flowloom_observability::build(&config, out.clone()).unwrap();
     let _default = matches!(setup, Setup::JsonLogs | Setup::All | Setup::JsonNoRedaction)
         .then(|| tracing::dispatcher::set_default(&dispatch));
     let elapsed = rt.block_on(async {
         // Warm up.
-        for _ in 0..50 {
+        for _ in 0..WARMUP {
             engine.run(&wf, "bench").await.unwrap();
         }
         let t = Instant::now();
-        for _ in 0..RUNS_PER_SAMPLE {
+        for _ in 0..runs {
             let r = engine.run(&wf, "bench").await.unwrap();
             assert_eq!(r.metrics.llm_calls, 3);
         }
@@ -113,47 +135,39 @@ fn sample(rt: &tokio::runtime::Runtime, setup: Setup, out: &Counting) -> Duratio
     if matches!(setup, Setup::Accounting | Setup::All) {
         assert_eq!(
             ledger.totals().calls,
-            u64::from(RUNS_PER_SAMPLE + 50) * 3,
+            u64::from(runs + WARMUP) * 3,
             "every call is accounted"
         );
     }
-    elapsed / RUNS_PER_SAMPLE
+    elapsed / runs
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let setups = [
-        Setup::Off,
-        Setup::JsonLogs,
-        Setup::Accounting,
-        Setup::All,
-        Setup::JsonNoRedaction,
-    ];
+fn table(rt: &tokio::runtime::Runtime, setups: &[Setup], latency_ms: u64, runs: u32) {
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
     let counting: Vec<Counting> = setups.iter().map(|_| Counting::default()).collect();
     // Interleave the setups so drift (other load on the machine) hits them all alike.
     for _ in 0..ROUNDS {
         for (i, s) in setups.iter().enumerate() {
-            samples[i].push(sample(&rt, *s, &counting[i]));
+            samples[i].push(sample(rt, *s, &counting[i], latency_ms, runs));
         }
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let medians: Vec<Duration> = samples.iter_mut().map(median).collect();
+    let medians: Vec<Duration> = samples
+        .iter_mut()
+        .map(|v| {
+            v.sort();
+            v[v.len() / 2]
+        })
+        .collect();
     let floor = medians[0];
+    println!();
     println!(
-        "3-step workflow (3 model calls, zero-latency mock), median of {ROUNDS} rounds × {RUNS_PER_SAMPLE} runs"
+        "3-step workflow (3 model calls, provider latency {latency_ms} ms), median of {ROUNDS} rounds × {runs} runs"
     );
     println!(
         "{:<36} {:>12} {:>10} {:>10} {:>10} {:>10}",
         "setup", "per run", "vs off", "added", "lines/run", "bytes/run"
     );
-    let runs = f64::from(RUNS_PER_SAMPLE + 50) * ROUNDS as f64;
+    let total_runs = f64::from(runs + WARMUP) * ROUNDS as f64;
     for ((s, m), c) in setups.iter().zip(&medians).zip(&counting) {
         let ratio = m.as_secs_f64() / floor.as_secs_f64();
         println!(
@@ -162,8 +176,33 @@ fn main() {
             m.as_secs_f64() * 1e6,
             ratio,
             (ratio - 1.0) * 100.0,
-            c.0.1.load(Ordering::Relaxed) as f64 / runs,
-            c.0.0.load(Ordering::Relaxed) as f64 / runs,
+            c.0.1.load(Ordering::Relaxed) as f64 / total_runs,
+            c.0.0.load(Ordering::Relaxed) as f64 / total_runs,
         );
     }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    table(
+        &rt,
+        &[
+            Setup::Off,
+            Setup::JsonLogs,
+            Setup::Accounting,
+            Setup::All,
+            Setup::JsonNoRedaction,
+        ],
+        0,
+        RUNS_PER_SAMPLE,
+    );
+    table(
+        &rt,
+        &[Setup::Off, Setup::JsonLogs, Setup::Accounting, Setup::All],
+        1,
+        SLOW_RUNS_PER_SAMPLE,
+    );
 }

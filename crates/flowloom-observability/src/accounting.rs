@@ -23,6 +23,7 @@
 //! # });
 //! ```
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -118,7 +119,7 @@ fn outcome_of(cached: bool, usage: Option<&TokenUsage>) -> CallOutcome {
     }
 }
 
-fn failed(ctx: &CallContext, op: &str, model: &str, e: &LlmError) -> UsageRecord {
+fn failed(ctx: &CallContext, op: &'static str, model: &str, e: &LlmError) -> UsageRecord {
     UsageRecord::new(
         ctx,
         op,
@@ -130,14 +131,39 @@ fn failed(ctx: &CallContext, op: &str, model: &str, e: &LlmError) -> UsageRecord
     )
 }
 
+pin_project_lite::pin_project! {
+    /// The future of a chat call through [`TokenAccounting`]: records the call when it ends.
+    pub struct AccountingFuture<F> {
+        #[pin]
+        inner: F,
+        ctx: CallContext,
+        model: String,
+        ledger: UsageLedger,
+    }
+}
+
+impl<F> Future for AccountingFuture<F>
+where
+    F: Future<Output = Result<LlmResponse, LlmError>>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        this.ledger
+            .record(chat_record(this.ctx, this.model, result.as_ref()));
+        Poll::Ready(result)
+    }
+}
+
 impl<S> Service<LlmRequest> for TokenAccounting<S>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
-    S::Future: Send + 'static,
 {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = BoxFuture<Result<LlmResponse, LlmError>>;
+    type Future = AccountingFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner.poll_ready(cx)
@@ -146,13 +172,12 @@ where
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let ctx = req.context.clone();
         let model = req.model.clone();
-        let ledger = self.ledger.clone();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let result = fut.await;
-            ledger.record(chat_record(&ctx, &model, result.as_ref()));
-            result
-        })
+        AccountingFuture {
+            inner: self.inner.call(req),
+            ctx,
+            model,
+            ledger: self.ledger.clone(),
+        }
     }
 }
 

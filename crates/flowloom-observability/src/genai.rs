@@ -12,6 +12,9 @@
 //! [`GenAiTraceLayer::log_prompts`] is on (`FLOWLOOM_LOG_PROMPTS=true`), and pass through the
 //! layer's [`Redactor`] first.
 //!
+//! When a call ends, an event is logged inside its span (`model call finished` at INFO,
+//! `model call failed` at WARN), so JSON logs carry every attribute once per call.
+//!
 //! Metrics go through the `opentelemetry` API: with no meter provider installed they cost
 //! next to nothing. Build the layer after [`crate::init`] (which installs the provider when
 //! OTLP is on), or hand it a meter with [`GenAiTraceLayer::with_meter`].
@@ -321,6 +324,9 @@ fn finish_chat(
                     ],
                 );
             }
+            span.in_scope(|| {
+                tracing::event!(target: TARGET_GEN_AI, tracing::Level::INFO, "model call finished");
+            });
             // A cache hit spent no provider tokens: only its duration is measured.
             let usage = if res.cached { None } else { res.usage.as_ref() };
             metrics.record(
@@ -360,6 +366,9 @@ fn record_error(span: &Span, e: &LlmError, redactor: &Redactor) {
             (OTEL_STATUS_DESCRIPTION, Some(&description as &dyn Value)),
         ],
     );
+    span.in_scope(|| {
+        tracing::event!(target: TARGET_GEN_AI, tracing::Level::WARN, "model call failed");
+    });
 }
 
 impl<S> Service<LlmRequest> for GenAiTrace<S>
@@ -478,6 +487,11 @@ where
                                     input.as_ref().map(|v| v as &dyn Value),
                                 ),
                             ],
+                        );
+                        tracing::event!(
+                            target: TARGET_GEN_AI,
+                            tracing::Level::INFO,
+                            "model call finished"
                         );
                         // Embeddings have input tokens only.
                         let usage = res.usage.as_ref().map(|u| TokenUsage {

@@ -20,6 +20,7 @@
 //! assert_eq!(run.calls_without_usage, 1);
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -108,17 +109,17 @@ pub struct UsageRecord {
     /// The run, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<Uuid>,
-    /// The workflow's name, where known.
+    /// The workflow's name, where known (shared with the request's `CallContext`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<String>,
-    /// The step's name, where known.
+    pub workflow: Option<Arc<str>>,
+    /// The step's name, where known (shared with the request's `CallContext`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<Arc<str>>,
     /// The correlation id, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<Uuid>,
     /// `chat` or `embeddings`.
-    pub operation: String,
+    pub operation: Cow<'static, str>,
     /// The model that answered (or was asked for, when the call failed).
     pub model: String,
     /// The provider.
@@ -132,7 +133,7 @@ impl UsageRecord {
     /// A record attributed by `ctx`.
     pub fn new(
         ctx: &CallContext,
-        operation: &str,
+        operation: &'static str,
         model: impl Into<String>,
         provider: impl Into<String>,
         outcome: CallOutcome,
@@ -141,10 +142,10 @@ impl UsageRecord {
             seq: 0,
             recorded_at: OffsetDateTime::now_utc(),
             run_id: ctx.run_id,
-            workflow: ctx.workflow.as_deref().map(str::to_owned),
-            step: ctx.step.as_deref().map(str::to_owned),
+            workflow: ctx.workflow.clone(),
+            step: ctx.step.clone(),
             correlation_id: ctx.correlation_id,
-            operation: operation.to_owned(),
+            operation: Cow::Borrowed(operation),
             model: model.into(),
             provider: provider.into(),
             outcome,
@@ -152,7 +153,7 @@ impl UsageRecord {
     }
 
     /// A record of a reported usage (its model and provider).
-    pub fn from_usage(ctx: &CallContext, operation: &str, usage: &TokenUsage) -> Self {
+    pub fn from_usage(ctx: &CallContext, operation: &'static str, usage: &TokenUsage) -> Self {
         Self::new(
             ctx,
             operation,
@@ -413,7 +414,7 @@ impl UsageLedger {
     pub fn by_step(&self, run_id: Uuid) -> BTreeMap<String, UsageSummary> {
         let mut map: BTreeMap<String, UsageSummary> = BTreeMap::new();
         for r in self.records_where(|r| r.run_id == Some(run_id)) {
-            map.entry(r.step.clone().unwrap_or_default())
+            map.entry(r.step.as_deref().unwrap_or_default().to_owned())
                 .or_default()
                 .add(&r);
         }

@@ -67,7 +67,6 @@ use std::str::FromStr;
 use flowloom_core::{FrameworkConfig, LogLevel};
 use tracing::{Dispatch, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -318,7 +317,10 @@ impl ObservabilityConfig {
 
 /// The log-line layer alone: JSON or pretty, filtered by the configured level, every line
 /// scrubbed by the configured [`Redactor`], written to `writer` (`std::io::stderr` in
-/// [`init`]). Spans log a line when they close, with the fields recorded by then.
+/// [`init`]). A JSON line carries the event's fields and `spans`: every span in scope,
+/// outermost first, with the fields recorded so far. Spans do not log lines of their own:
+/// the engine logs each state transition, and [`GenAiTraceLayer`] one line per model call
+/// when it ends, inside its span.
 pub fn fmt_layer<S, W>(
     config: &ObservabilityConfig,
     writer: W,
@@ -335,16 +337,16 @@ where
             tracing_subscriber::fmt::layer()
                 .pretty()
                 .with_ansi(ansi)
-                .with_span_events(FmtSpan::CLOSE)
                 .with_writer(writer)
                 .with_filter(filter)
                 .boxed()
         }
         LogFormat::Json | LogFormat::Auto => tracing_subscriber::fmt::layer()
             .json()
-            .with_current_span(true)
+            // `spans` lists every span in scope, outermost first, with its fields (the
+            // current span is its last entry, so it is not repeated under `span`).
+            .with_current_span(false)
             .with_span_list(true)
-            .with_span_events(FmtSpan::CLOSE)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),

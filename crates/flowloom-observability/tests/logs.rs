@@ -195,8 +195,8 @@ async fn json_lines_carry_span_context_and_level_filters() {
         .find(|v| v["target"] == TARGET_TRANSITION)
         .unwrap();
     assert_eq!(line["fields"][WORKFLOW_STATUS], "COMPLETED");
-    assert_eq!(line["span"]["name"], SPAN_WORKFLOW);
-    assert_eq!(line["span"][WORKFLOW_ID], run.to_string());
+    assert_eq!(line["spans"][0]["name"], SPAN_WORKFLOW);
+    assert_eq!(line["spans"][0][WORKFLOW_ID], run.to_string());
     assert_eq!(guard.transition_counts().runs("COMPLETED"), 1);
 }
 
