@@ -169,6 +169,10 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--exp") {
+        experiment();
+        return;
+    }
     if args.iter().any(|a| a == "--sizes") {
         let mock = zero_mock();
         let eng = engine(&mock, 10);
@@ -371,5 +375,103 @@ fn main() {
                 en.as_secs_f64() / ideal.as_secs_f64()
             );
         }
+    }
+}
+
+/// CPU time used by this process so far (user + system), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let t = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((t(11) + t(12)) * 10)
+}
+
+/// `--exp`: variants of the 20,000 runs / 10,000 at a time case, with CPU time.
+fn experiment() {
+    let rt = multi_thread();
+    let mock = slow_mock("10ms");
+    let (runs, conc) = (20_000usize, 10_000usize);
+    let report = |name: &str, f: &dyn Fn() -> Duration| {
+        let c0 = cpu_time();
+        let d = f();
+        println!(
+            "{name:40} wall {:7.1} ms  cpu {:7.1} ms",
+            d.as_secs_f64() * 1e3,
+            (cpu_time() - c0).as_secs_f64() * 1e3
+        );
+    };
+    let m = mock.clone();
+    report("floor", &|| {
+        let m = m.clone();
+        closed_loop(&rt, runs, conc, move |i| {
+            let m = m.clone();
+            async move {
+                black_box(floor(&m, &format!("text {i}")).await);
+            }
+        })
+    });
+    let eng = engine(&mock, conc);
+    let (_, boxed) = eng.provider("mock").unwrap();
+    report("floor through the boxed provider", &|| {
+        let b = boxed.clone();
+        closed_loop(&rt, runs, conc, move |i| {
+            let b = b.clone();
+            async move {
+                let d = b
+                    .clone()
+                    .oneshot(LlmRequest::new(MODEL, format!("Summarize: {i}")))
+                    .await
+                    .unwrap()
+                    .content;
+                let r = b
+                    .clone()
+                    .oneshot(LlmRequest::new(MODEL, format!("Tighten: {d}")))
+                    .await
+                    .unwrap()
+                    .content;
+                black_box(r.to_uppercase());
+            }
+        })
+    });
+    for (name, wf) in [
+        (
+            "engine, 1 llm step",
+            Workflow::builder("one")
+                .llm("a", "Summarize: {{ input }}")
+                .build()
+                .unwrap(),
+        ),
+        (
+            "engine, 2 llm steps",
+            Workflow::builder("two")
+                .llm("a", "Summarize: {{ input }}")
+                .llm("b", "Tighten: {{ a }}")
+                .build()
+                .unwrap(),
+        ),
+        ("engine, quickstart", workflow()),
+        (
+            "engine, 1 transform",
+            Workflow::builder("t")
+                .transform("t", |_| Ok(1.into()))
+                .build()
+                .unwrap(),
+        ),
+    ] {
+        let (e2, w2) = (eng.clone(), wf.clone());
+        report(name, &|| {
+            let (e2, w2) = (e2.clone(), w2.clone());
+            closed_loop(&rt, runs, conc, move |i| {
+                let (e2, w2) = (e2.clone(), w2.clone());
+                async move {
+                    black_box(e2.run(&w2, format!("text {i}")).await.expect("run"));
+                }
+            })
+        });
     }
 }

@@ -103,7 +103,7 @@ pub(crate) async fn run_top(
     let vars = merge_vars(wf, opts.vars, "<caller>")?;
     let inner = &engine.0;
     let _permit = match inner.overflow {
-        OverflowPolicy::Reject => match Arc::clone(&inner.runs).try_acquire_owned() {
+        OverflowPolicy::Reject => match inner.runs.try_acquire() {
             Ok(p) => p,
             Err(_) => {
                 return Err(RunError::AtCapacity {
@@ -112,7 +112,7 @@ pub(crate) async fn run_top(
             }
         },
         OverflowPolicy::Wait => {
-            let acquire = Arc::clone(&inner.runs).acquire_owned();
+            let acquire = inner.runs.acquire();
             let res = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, acquire).await {
                     Ok(r) => r,
@@ -532,8 +532,8 @@ async fn run_scheduler(
 ) -> WorkflowResult {
     let created_at = OffsetDateTime::now_utc();
     let started = Instant::now();
-    let wf_handle = shared.workflow.clone();
-    let wf = &*wf_handle.0;
+    let shared_ref = Arc::clone(&shared);
+    let wf = &*shared_ref.workflow.0;
     let n = wf.steps.len();
     let hooks = &shared.engine.0.hooks;
     let run_event = (!hooks.is_empty()).then(|| RunEvent {
@@ -894,7 +894,7 @@ impl Scheduler<'_> {
             span,
             step_event,
             shared: self.run_event.as_ref().map(|_| Arc::clone(&self.shared)),
-            kind_label: Arc::clone(&step.kind_label),
+            shared_run: Arc::clone(&self.shared),
             step_timeout: step.settings.timeout.or(wf.defaults.timeout),
         };
         match &step.imp {
@@ -1256,7 +1256,7 @@ struct Launch {
     step_event: Option<StepEvent>,
     /// For the hooks, when there are any.
     shared: Option<Arc<RunShared>>,
-    kind_label: Arc<str>,
+    shared_run: Arc<RunShared>,
     step_timeout: Option<Duration>,
 }
 
@@ -1284,7 +1284,7 @@ where
         span,
         step_event,
         shared,
-        kind_label,
+        shared_run,
         step_timeout,
     } = l;
     if let (Some(ev), Some(shared)) = (step_event, shared) {
@@ -1294,7 +1294,7 @@ where
             for h in &shared.engine.0.hooks {
                 h.on_step_start(&ev).await;
             }
-            StepFuture::new(i, started, span2, kind_label, step_timeout, body).await
+            StepFuture::new(i, started, span2, shared_run, step_timeout, body).await
         }
         .instrument(span);
         return Prepared::Start(Box::pin(fut));
@@ -1303,7 +1303,7 @@ where
         i,
         started,
         span,
-        kind_label,
+        shared_run,
         step_timeout,
         body,
     )))
@@ -1319,7 +1319,7 @@ pin_project_lite::pin_project! {
         i: u32,
         started: Instant,
         span: Span,
-        kind_label: Arc<str>,
+        run: Arc<RunShared>,
         timeout: Option<Duration>,
     }
 }
@@ -1329,7 +1329,7 @@ impl<B: std::future::Future<Output = Body>> StepFuture<B> {
         i: u32,
         started: Instant,
         span: Span,
-        kind_label: Arc<str>,
+        run: Arc<RunShared>,
         timeout: Option<Duration>,
         body: B,
     ) -> Self {
@@ -1339,7 +1339,7 @@ impl<B: std::future::Future<Output = Body>> StepFuture<B> {
             i,
             started,
             span,
-            kind_label,
+            run,
             timeout,
         }
     }
@@ -1353,14 +1353,23 @@ impl<B: std::future::Future<Output = Body>> std::future::Future for StepFuture<B
         let entered = this.span.enter();
         let body = match this.body.poll(cx) {
             Poll::Ready(Ok(b)) => b,
-            Poll::Ready(Err(p)) => Body::plain(Err(format!(
-                "{} panicked: {}",
-                match this.kind_label.strip_prefix("plugin:") {
-                    Some(plugin) => format!("plugin {plugin:?}"),
-                    None => format!("the {} step", this.kind_label),
-                },
-                panic_message(p)
-            ))),
+            Poll::Ready(Err(p)) => {
+                let label = this
+                    .run
+                    .workflow
+                    .0
+                    .steps
+                    .get(*this.i as usize)
+                    .map_or("", |s| &*s.kind_label);
+                Body::plain(Err(format!(
+                    "{} panicked: {}",
+                    match label.strip_prefix("plugin:") {
+                        Some(plugin) => format!("plugin {plugin:?}"),
+                        None => format!("the {label} step"),
+                    },
+                    panic_message(p)
+                )))
+            }
             Poll::Pending => match this.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
                 Some(Poll::Ready(())) => Body::plain(Err(format!(
                     "timed out after {:?}",
