@@ -1,7 +1,9 @@
 //! Engine overhead and throughput against a hand-written floor measured in the same run.
 //!
 //! `cargo bench -p flowloom-engine --bench throughput` (what `cargo xtask bench` calls).
-//! `-- --quick` runs every section with small counts (a smoke test, not a measurement).
+//! `-- --quick` runs every section with small counts (a smoke test, not a measurement);
+//! `-- --section N` runs one section; `-- --exp` runs variants of the 10,000-at-a-time case
+//! with CPU time (where the time goes); `-- --sizes` prints future sizes.
 //!
 //! The workflow: two model steps and a transform (`draft` → `refine` → `shout`), as in the
 //! quickstart. The floor: the same two calls and the transform written by hand, no engine.
