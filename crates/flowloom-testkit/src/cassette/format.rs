@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flowloom_core::{LlmError, LlmResponse};
+use flowloom_core::{EmbeddingResponse, LlmError, LlmResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -63,6 +63,8 @@ pub enum CallKind {
     Chat,
     /// `Service<StreamRequest>`.
     Stream,
+    /// `Service<EmbeddingRequest>`.
+    Embedding,
 }
 
 impl std::fmt::Display for CallKind {
@@ -70,6 +72,7 @@ impl std::fmt::Display for CallKind {
         f.write_str(match self {
             CallKind::Chat => "chat",
             CallKind::Stream => "stream",
+            CallKind::Embedding => "embedding",
         })
     }
 }
@@ -96,6 +99,9 @@ pub struct Interaction {
     /// The events of a stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<RecordedStream>,
+    /// The response of an embedding call that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingResponse>,
 }
 
 impl Interaction {
@@ -105,21 +111,28 @@ impl Interaction {
             self.response.is_some(),
             self.error.is_some(),
             self.stream.is_some(),
+            self.embedding.is_some(),
         ];
         let count = parts.iter().filter(|p| **p).count();
         if count != 1 {
             return Err(format!(
-                "has {count} of `response`, `error`, `stream`; exactly one is needed"
+                "has {count} of `response`, `error`, `stream`, `embedding`; exactly one is needed"
             ));
         }
-        match self.kind {
-            CallKind::Chat if self.stream.is_some() => {
-                Err("is a `chat` call with a `stream`; use `response` or `error`".to_owned())
-            }
-            CallKind::Stream if self.response.is_some() => {
-                Err("is a `stream` call with a `response`; use `stream` or `error`".to_owned())
-            }
-            _ => Ok(()),
+        let allowed = match self.kind {
+            CallKind::Chat => self.stream.is_none() && self.embedding.is_none(),
+            CallKind::Stream => self.response.is_none() && self.embedding.is_none(),
+            CallKind::Embedding => self.response.is_none() && self.stream.is_none(),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            let wants = match self.kind {
+                CallKind::Chat => "`response` or `error`",
+                CallKind::Stream => "`stream` or `error`",
+                CallKind::Embedding => "`embedding` or `error`",
+            };
+            Err(format!("is a `{}` call; it takes {wants}", self.kind))
         }
     }
 }

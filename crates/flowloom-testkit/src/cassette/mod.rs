@@ -1,7 +1,8 @@
 //! Record/replay cassettes (FR-032): a `tower` layer over the provider contract.
 //!
-//! In **record** mode, [`CassetteLayer`] wraps a real provider and writes every call — the
-//! normalized request and the response, the error, or a stream's chunks — to a YAML cassette,
+//! In **record** mode, [`CassetteLayer`] wraps a real provider and writes every call — chat,
+//! streamed chat and embeddings: the normalized request and the response, the error, or a
+//! stream's chunks — to a YAML cassette,
 //! with secrets scrubbed ([`Scrubber`]). In **replay** mode it answers from the cassette and never
 //! calls the provider; a request that matches no recorded one fails loudly with a field-by-field
 //! diff against the nearest recorded request. The mode comes from `FLOWLOOM_CASSETTE`
@@ -62,7 +63,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flowloom_core::{LlmError, LlmRequest, LlmResponse, StreamEvent};
+use flowloom_core::{EmbeddingRequest, LlmError, LlmRequest, LlmResponse, StreamEvent};
 use serde_json::Value;
 
 pub use diff::{FieldChange, changes, line_diff, render_changes};
@@ -70,7 +71,9 @@ pub use format::{
     CASSETTE_VERSION, CallKind, CassetteFile, CassetteSource, Interaction, RecordedError,
     RecordedFailure, RecordedStream,
 };
-pub use scrub::{MIN_SECRET_LEN, REDACTED, Scrubber, normalize_request};
+pub use scrub::{
+    MIN_SECRET_LEN, REDACTED, Scrubber, normalize_embedding_request, normalize_request,
+};
 pub use service::{CassetteLayer, CassetteService, NoProvider};
 
 /// The environment variable that sets the mode.
@@ -493,12 +496,7 @@ impl Cassette {
     }
 
     /// Replay: the recording that answers `request`, or the error that says why none does.
-    pub(crate) fn replay(
-        &self,
-        kind: CallKind,
-        request: &LlmRequest,
-    ) -> Result<Interaction, LlmError> {
-        let key = normalize_request(request, &self.shared.scrubber);
+    pub(crate) fn replay(&self, kind: CallKind, key: Value) -> Result<Interaction, LlmError> {
         let mut st = self.lock();
         st.calls += 1;
         let call_no = st.calls;
@@ -576,7 +574,8 @@ fn recorded_file(st: &State) -> CassetteFile {
     }
 }
 
-/// The prompt of a normalized request, shortened, for messages.
+/// The prompt (or an embedding's first input) of a normalized request, shortened, for
+/// messages.
 fn prompt_of(request: &Value) -> String {
     let last_user = request
         .get("messages")
@@ -587,6 +586,7 @@ fn prompt_of(request: &Value) -> String {
                 .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         })
         .and_then(|m| m.get("content"))
+        .or_else(|| request.get("input").and_then(|i| i.get(0)))
         .and_then(Value::as_str)
         .unwrap_or("");
     let model = request.get("model").and_then(Value::as_str).unwrap_or("?");
@@ -597,6 +597,32 @@ fn prompt_of(request: &Value) -> String {
         ""
     };
     format!("model `{model}`, prompt {short:?}{more}")
+}
+
+/// A request read from a cassette, typed by its kind.
+enum AnyRequest {
+    Llm(LlmRequest),
+    Embedding(EmbeddingRequest),
+}
+
+impl AnyRequest {
+    fn parse(kind: CallKind, value: &Value) -> Result<Self, String> {
+        match kind {
+            CallKind::Chat | CallKind::Stream => serde_json::from_value(value.clone())
+                .map(AnyRequest::Llm)
+                .map_err(|e| format!("`request` is not a model request: {e}")),
+            CallKind::Embedding => serde_json::from_value(value.clone())
+                .map(AnyRequest::Embedding)
+                .map_err(|e| format!("`request` is not an embedding request: {e}")),
+        }
+    }
+
+    fn normalize(&self, scrubber: &Scrubber) -> Value {
+        match self {
+            AnyRequest::Llm(r) => normalize_request(r, scrubber),
+            AnyRequest::Embedding(r) => normalize_embedding_request(r, scrubber),
+        }
+    }
 }
 
 fn mismatch_message(
@@ -758,12 +784,11 @@ pub fn read_file(path: &Path) -> Result<CassetteFile, CassetteError> {
 fn load_checked(path: &Path, scrubber: &Scrubber) -> Result<CassetteFile, CassetteError> {
     let mut file = read_file(path)?;
     for (i, it) in file.interactions.iter_mut().enumerate() {
-        let req: LlmRequest =
-            serde_json::from_value(it.request.clone()).map_err(|e| CassetteError::Invalid {
-                path: path.to_owned(),
-                message: format!("interaction {i}: `request` is not a model request: {e}"),
-            })?;
-        it.request = normalize_request(&req, scrubber);
+        let req = AnyRequest::parse(it.kind, &it.request).map_err(|m| CassetteError::Invalid {
+            path: path.to_owned(),
+            message: format!("interaction {i}: {m}"),
+        })?;
+        it.request = req.normalize(scrubber);
     }
     Ok(file)
 }
@@ -808,12 +833,9 @@ pub async fn verify_file(path: &Path) -> Result<VerifyReport, CassetteError> {
     }
     let mut requests = Vec::new();
     for (i, it) in raw.interactions.iter().enumerate() {
-        let req: LlmRequest = serde_json::from_value(it.request.clone()).map_err(|e| {
-            invalid(format!(
-                "interaction {i}: `request` is not a model request: {e}"
-            ))
-        })?;
-        let now = normalize_request(&req, &scrubber);
+        let req = AnyRequest::parse(it.kind, &it.request)
+            .map_err(|m| invalid(format!("interaction {i}: {m}")))?;
+        let now = req.normalize(&scrubber);
         if now != it.request {
             return Err(invalid(format!(
                 "interaction {i}: the stored request is not what the request normalizes to now:\n{}",
@@ -829,31 +851,38 @@ pub async fn verify_file(path: &Path) -> Result<VerifyReport, CassetteError> {
     for (i, (it, req)) in raw.interactions.iter().zip(requests).enumerate() {
         let differs =
             |what: &str| invalid(format!("interaction {i}: replay gave a different {what}"));
-        match it.kind {
-            CallKind::Chat => {
-                let got = cassette.replayer().oneshot(req).await;
-                match (&got, &it.response, &it.error) {
-                    (Ok(r), Some(want), _) if r == want => {}
-                    (Err(e), _, Some(want)) if RecordedError::from(e) == *want => {}
+        let same_error = |e: &LlmError| it.error.as_ref() == Some(&RecordedError::from(e));
+        match (it.kind, req) {
+            (CallKind::Chat, AnyRequest::Llm(req)) => {
+                match cassette.replayer().oneshot(req).await {
+                    Ok(r) if it.response.as_ref() == Some(&r) => {}
+                    Err(e) if same_error(&e) => {}
                     _ => return Err(differs("outcome")),
                 }
             }
-            CallKind::Stream => {
-                let got = cassette
+            (CallKind::Stream, AnyRequest::Llm(req)) => {
+                match cassette
                     .replayer()
                     .oneshot(flowloom_core::StreamRequest(req))
-                    .await;
-                match (got, &it.stream, &it.error) {
-                    (Ok(stream), Some(want), _) => {
-                        let replayed = collect_stream(stream).await;
-                        if &replayed != want {
+                    .await
+                {
+                    Ok(stream) => {
+                        if it.stream.as_ref() != Some(&collect_stream(stream).await) {
                             return Err(differs("stream"));
                         }
                     }
-                    (Err(e), _, Some(want)) if RecordedError::from(&e) == *want => {}
-                    _ => return Err(differs("stream outcome")),
+                    Err(e) if same_error(&e) => {}
+                    Err(_) => return Err(differs("stream outcome")),
                 }
             }
+            (CallKind::Embedding, AnyRequest::Embedding(req)) => {
+                match cassette.replayer().oneshot(req).await {
+                    Ok(r) if it.embedding.as_ref() == Some(&r) => {}
+                    Err(e) if same_error(&e) => {}
+                    _ => return Err(differs("embedding outcome")),
+                }
+            }
+            _ => return Err(differs("kind of request")),
         }
     }
     cassette.finish()?;

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use flowloom_core::{CallContext, LlmRequest, Secret};
+use flowloom_core::{CallContext, EmbeddingRequest, LlmRequest, Secret};
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -211,6 +211,16 @@ pub fn normalize_request(request: &LlmRequest, scrubber: &Scrubber) -> Value {
     r.context = CallContext::default();
     // Serializing an `LlmRequest` cannot fail (all map keys are strings); fall back to a null
     // key, which matches nothing, rather than panic.
+    let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+    normalize_value(&mut v, scrubber);
+    v
+}
+
+/// The match key of an embedding request, made as [`normalize_request`] makes a chat
+/// request's: without its `CallContext`, free-form keys sorted, secrets scrubbed.
+pub fn normalize_embedding_request(request: &EmbeddingRequest, scrubber: &Scrubber) -> Value {
+    let mut r = request.clone();
+    r.context = CallContext::default();
     let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
     normalize_value(&mut v, scrubber);
     v

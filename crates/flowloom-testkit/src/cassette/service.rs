@@ -4,13 +4,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use flowloom_core::provider::BoxFuture;
-use flowloom_core::{LlmError, LlmRequest, LlmResponse, LlmStream, StreamEvent, StreamRequest};
+use flowloom_core::{
+    EmbeddingRequest, EmbeddingResponse, LlmError, LlmRequest, LlmResponse, LlmStream, StreamEvent,
+    StreamRequest,
+};
 use futures_util::{Stream, StreamExt};
 use tower::{Layer, Service};
 
 use super::{
     CASSETTE_PROVIDER, CallKind, Cassette, Interaction, RecordedError, RecordedStream,
-    normalize_request,
+    normalize_embedding_request, normalize_request,
 };
 
 /// A `tower::Layer` that records into or replays from a [`Cassette`]; see the
@@ -77,16 +80,20 @@ where
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         if !self.cassette.is_recording() {
-            let answer = self.cassette.replay(CallKind::Chat, &req).and_then(|it| {
-                match (it.response, it.error) {
+            let answer = self
+                .cassette
+                .replay(
+                    CallKind::Chat,
+                    normalize_request(&req, self.cassette.scrubber()),
+                )
+                .and_then(|it| match (it.response, it.error) {
                     (Some(r), _) => Ok(r),
                     (None, Some(e)) => Err(LlmError::from(&e)),
                     (None, None) => Err(LlmError::Other {
                         provider: CASSETTE_PROVIDER.to_owned(),
                         message: "the recording has neither a response nor an error".to_owned(),
                     }),
-                }
-            });
+                });
             return Box::pin(async move { answer });
         }
         let cassette = self.cassette.clone();
@@ -109,6 +116,7 @@ where
                     response,
                     error,
                     stream: None,
+                    embedding: None,
                 },
             )?;
             result
@@ -137,7 +145,10 @@ where
         if !self.cassette.is_recording() {
             let answer = self
                 .cassette
-                .replay(CallKind::Stream, &req.0)
+                .replay(
+                    CallKind::Stream,
+                    normalize_request(&req.0, self.cassette.scrubber()),
+                )
                 .and_then(|it| match (it.stream, it.error) {
                     (Some(s), _) => Ok(replay_stream(s)),
                     (None, Some(e)) => Err(LlmError::from(&e)),
@@ -161,6 +172,7 @@ where
                 response: None,
                 error: None,
                 stream: None,
+                embedding: None,
             };
             match fut.await {
                 Ok(inner) => {
@@ -187,6 +199,66 @@ where
                     Err(e)
                 }
             }
+        })
+    }
+}
+
+impl<S> Service<EmbeddingRequest> for CassetteService<S>
+where
+    S: Service<EmbeddingRequest, Response = EmbeddingResponse, Error = LlmError>,
+    S::Future: Send + 'static,
+{
+    type Response = EmbeddingResponse;
+    type Error = LlmError;
+    type Future = BoxFuture<Result<EmbeddingResponse, LlmError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        if self.cassette.is_recording() {
+            self.inner.poll_ready(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
+        let key = normalize_embedding_request(&req, self.cassette.scrubber());
+        if !self.cassette.is_recording() {
+            let answer = self
+                .cassette
+                .replay(CallKind::Embedding, key)
+                .and_then(|it| match (it.embedding, it.error) {
+                    (Some(r), _) => Ok(r),
+                    (None, Some(e)) => Err(LlmError::from(&e)),
+                    (None, None) => Err(LlmError::Other {
+                        provider: CASSETTE_PROVIDER.to_owned(),
+                        message: "the recording has neither an embedding nor an error".to_owned(),
+                    }),
+                });
+            return Box::pin(async move { answer });
+        }
+        let cassette = self.cassette.clone();
+        let slot = cassette.begin();
+        let step = req.context.step.as_deref().map(str::to_owned);
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let result = fut.await;
+            let (embedding, error) = match &result {
+                Ok(r) => (Some(r.clone()), None),
+                Err(e) => (None, Some(RecordedError::from(e))),
+            };
+            cassette.complete(
+                slot,
+                Interaction {
+                    kind: CallKind::Embedding,
+                    step,
+                    request: key,
+                    response: None,
+                    error,
+                    stream: None,
+                    embedding,
+                },
+            )?;
+            result
         })
     }
 }
@@ -309,6 +381,18 @@ impl Service<StreamRequest> for NoProvider {
         Poll::Ready(Ok(()))
     }
     fn call(&mut self, _req: StreamRequest) -> Self::Future {
+        std::future::ready(Err(no_provider()))
+    }
+}
+
+impl Service<EmbeddingRequest> for NoProvider {
+    type Response = EmbeddingResponse;
+    type Error = LlmError;
+    type Future = std::future::Ready<Result<EmbeddingResponse, LlmError>>;
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _req: EmbeddingRequest) -> Self::Future {
         std::future::ready(Err(no_provider()))
     }
 }

@@ -528,3 +528,85 @@ async fn concurrent_calls_record_and_replay_by_key_in_any_order() {
     assert_eq!(replayed, recorded);
     p.finish().unwrap();
 }
+
+/// Embeds each text as `[len, words]`.
+struct Lengths;
+impl flowloom_core::AsyncEmbedder for Lengths {
+    fn name(&self) -> &str {
+        "lengths"
+    }
+    async fn embed(
+        &self,
+        r: flowloom_core::EmbeddingRequest,
+    ) -> Result<flowloom_core::EmbeddingResponse, LlmError> {
+        if r.input.iter().any(|t| t == "fail") {
+            return Err(LlmError::InvalidRequest {
+                provider: "lengths".into(),
+                message: "bad input".into(),
+            });
+        }
+        Ok(flowloom_core::EmbeddingResponse {
+            embeddings: r
+                .input
+                .iter()
+                .map(|t| vec![t.len() as f32 / 3.0, t.split_whitespace().count() as f32])
+                .collect(),
+            model: r.model.clone(),
+            provider: "lengths".into(),
+            usage: Some(TokenUsage::new(2, 0, r.model, "lengths")),
+            latency_ms: 0.5,
+        })
+    }
+}
+
+#[tokio::test]
+async fn embeddings_are_recorded_and_replayed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.yaml");
+    let r = rec(&path);
+    let svc = r.layer().layer(provider::from_async(Lengths));
+    let req = |texts: &[&str]| {
+        serde_json::from_value::<flowloom_core::EmbeddingRequest>(serde_json::json!({
+            "model": "text-embedding-3-small",
+            "input": texts,
+        }))
+        .unwrap()
+    };
+    let live = svc
+        .clone()
+        .oneshot(req(&["one two", "three"]))
+        .await
+        .unwrap();
+    let failed = svc.clone().oneshot(req(&["fail"])).await.unwrap_err();
+    r.finish().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("kind: embedding"), "{text}");
+
+    let p = play(&path);
+    assert_eq!(
+        p.replayer()
+            .oneshot(req(&["one two", "three"]))
+            .await
+            .unwrap(),
+        live
+    );
+    assert_eq!(
+        p.replayer().oneshot(req(&["fail"])).await.unwrap_err(),
+        failed
+    );
+    let err = p
+        .replayer()
+        .oneshot(req(&["one two", "four"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("call 3 (embedding) matches no recorded request"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"input[1]: recorded "three", now "four""#),
+        "{err}"
+    );
+    verify_file(&path).await.unwrap();
+}
