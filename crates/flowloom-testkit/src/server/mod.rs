@@ -180,6 +180,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// The path, e.g. `/v1/chat/completions` (without the query).
     pub path: String,
+    /// The query string without `?`, when there was one (e.g. `api-version=2024-10-21`).
+    pub query: Option<String>,
     /// The headers, names in lower case, in the order received.
     pub headers: Vec<(String, String)>,
     /// The body parsed as JSON, when it was JSON.
@@ -454,6 +456,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         lock(&shared.requests).push(RecordedRequest {
             method: parts.method.to_string(),
             path: path.clone(),
+            query: parts.uri.query().map(str::to_owned),
             headers,
             body: json.clone(),
             raw_body: raw.clone(),

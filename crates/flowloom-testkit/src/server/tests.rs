@@ -259,6 +259,7 @@ async fn requests_are_recorded_with_method_path_headers_and_body() {
     let r = server.last_request().unwrap();
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.query, None);
     assert_eq!(r.header("openai-organization"), Some("org-1"));
     assert_eq!(r.body.unwrap()["messages"][1]["content"], "hi");
     assert_eq!(server.request_count(), 1);
