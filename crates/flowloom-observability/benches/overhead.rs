@@ -31,6 +31,8 @@ enum Setup {
     All,
     /// Diagnostic: JSON logs without the redacting writer, to show what redaction costs.
     JsonNoRedaction,
+    /// Diagnostic: an identity layer, the engine's cost of wrapping providers in any layer.
+    EmptyLayer,
 }
 
 impl Setup {
@@ -41,6 +43,7 @@ impl Setup {
             Setup::Accounting => "token-accounting layer",
             Setup::All => "logs + spans + accounting",
             Setup::JsonNoRedaction => "(JSON logs + spans, redaction off)",
+            Setup::EmptyLayer => "(an identity layer)",
         }
     }
 }
@@ -72,6 +75,9 @@ fn engine(
     let mut b = Engine::builder().no_default_stack();
     if matches!(setup, Setup::JsonLogs | Setup::All | Setup::JsonNoRedaction) {
         b = b.layer(GenAiTraceLayer::from_config(config));
+    }
+    if setup == Setup::EmptyLayer {
+        b = b.layer(tower::layer::util::Identity::new());
     }
     if matches!(setup, Setup::Accounting | Setup::All) {
         b = b.layer(TokenAccountingLayer::new(ledger.clone()));
@@ -195,6 +201,7 @@ fn main() {
             Setup::Accounting,
             Setup::All,
             Setup::JsonNoRedaction,
+            Setup::EmptyLayer,
         ],
         0,
         RUNS_PER_SAMPLE,
