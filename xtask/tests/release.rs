@@ -61,6 +61,25 @@ fn dry_run_on_a_clone_of_this_repository_changes_nothing() {
     let cur = Version::parse(&current).unwrap();
     let next = format!("{}.{}.0", cur.parts[0], cur.parts[1] + 1);
 
+    // Right after a release the Unreleased section is empty; give the clone something to
+    // release so the dry run is exercised all the same.
+    let log = std::fs::read_to_string(clone.join("CHANGELOG.md")).unwrap();
+    if release::move_unreleased(&log, &Version::parse(&next).unwrap(), "2030-01-02").is_err() {
+        let log = log.replacen("## [Unreleased]\n", "## [Unreleased]\n\n- a change\n", 1);
+        std::fs::write(clone.join("CHANGELOG.md"), log).unwrap();
+        git(
+            &clone,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.invalid",
+                "commit",
+                "-qam",
+                "entry",
+            ],
+        );
+    }
     let before = snapshot(&clone);
     let changelog = std::fs::read_to_string(clone.join("CHANGELOG.md")).unwrap();
     let plan = release::plan(&clone, &next, "2030-01-02", false).unwrap();
