@@ -581,6 +581,8 @@ async fn run_scheduler(
     // A step running alone is awaited directly (the common case of a plain sequence);
     // `FuturesUnordered` only holds steps running side by side.
     let mut solo: Option<BoxFuture<'static, StepDone>> = None;
+    // The run's deadline: one timer for the whole run.
+    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     loop {
         if !cancel_seen && cancel.is_cancelled() {
             cancel_seen = true;
@@ -590,10 +592,28 @@ async fn run_scheduler(
             let Some(i) = sch.ready.pop_front() else {
                 break;
             };
-            match sch.prepare(i) {
-                Prepared::Skip(reason) => sch.finish_skip(i, reason).await,
-                Prepared::Fail(err) => sch.finish_fail(i, err, started_now()).await,
-                Prepared::Done(done) => sch.finish(done).await,
+            let ended = match sch.prepare(i) {
+                Prepared::Skip(reason) => {
+                    sch.skip(i, reason);
+                    i
+                }
+                Prepared::Fail(err) => {
+                    sch.finish(StepDone {
+                        idx: i,
+                        outcome: Err(err),
+                        usage: None,
+                        llm_calls: 0,
+                        llm_calls_without_usage: 0,
+                        started: Instant::now(),
+                        span: Span::none(),
+                    });
+                    i
+                }
+                Prepared::Done(done) => {
+                    let i = done.idx;
+                    sch.finish(done);
+                    i
+                }
                 Prepared::Start(f) => {
                     if in_flight.is_empty() && solo.is_none() && sch.ready.is_empty() {
                         solo = Some(f);
@@ -603,15 +623,20 @@ async fn run_scheduler(
                         }
                         in_flight.push(f);
                     }
+                    continue;
                 }
+            };
+            if sch.run_event.is_some() {
+                Box::pin(sch.end_hooks(ended)).await;
             }
+            sch.release(ended);
         }
         if in_flight.is_empty() && solo.is_none() {
             break;
         }
         let had_solo = solo.is_some();
         let next = next_done(&mut solo, &mut in_flight);
-        let done = match deadline {
+        let done = match sleep.as_mut() {
             None if cancel_seen => next.await,
             None => {
                 tokio::select! {
@@ -620,19 +645,19 @@ async fn run_scheduler(
                     () = cancel.cancelled() => continue,
                 }
             }
-            Some(d) if cancel_seen => {
+            Some(s) if cancel_seen => {
                 tokio::select! {
                     biased;
                     x = next => x,
-                    () = tokio::time::sleep_until(d) => { timed_out = true; None }
+                    () = s.as_mut() => { timed_out = true; None }
                 }
             }
-            Some(d) => {
+            Some(s) => {
                 tokio::select! {
                     biased;
                     x = next => x,
                     () = cancel.cancelled() => continue,
-                    () = tokio::time::sleep_until(d) => { timed_out = true; None }
+                    () = s.as_mut() => { timed_out = true; None }
                 }
             }
         };
@@ -640,7 +665,14 @@ async fn run_scheduler(
             solo = None;
         }
         match done {
-            Some(done) => sch.finish(done).await,
+            Some(done) => {
+                let ended = done.idx;
+                sch.finish(done);
+                if sch.run_event.is_some() {
+                    Box::pin(sch.end_hooks(ended)).await;
+                }
+                sch.release(ended);
+            }
             None if timed_out => break,
             None => {}
         }
@@ -789,10 +821,6 @@ impl Pool {
     fn push(&mut self, f: BoxFuture<'static, StepDone>) {
         self.0.get_or_insert_with(FuturesUnordered::new).push(f);
     }
-}
-
-fn started_now() -> Instant {
-    Instant::now()
 }
 
 impl Scheduler<'_> {
@@ -1139,30 +1167,17 @@ impl Scheduler<'_> {
         }
     }
 
-    async fn finish_skip(&mut self, i: u32, reason: String) {
+    /// Records a skipped step (hooks and release are the caller's).
+    fn skip(&mut self, i: u32, reason: String) {
         let step = &self.wf.steps[i as usize];
         let slot = &mut self.slots[i as usize];
         slot.status = StepStatus::Skipped;
         slot.error = Some(reason);
         transition_step(&self.shared, step, StepStatus::Skipped);
-        self.end_hooks(i).await;
-        self.release(i);
     }
 
-    async fn finish_fail(&mut self, i: u32, error: String, started: Instant) {
-        self.finish(StepDone {
-            idx: i,
-            outcome: Err(error),
-            usage: None,
-            llm_calls: 0,
-            llm_calls_without_usage: 0,
-            started,
-            span: Span::none(),
-        })
-        .await;
-    }
-
-    async fn finish(&mut self, done: StepDone) {
+    /// Records a finished step (hooks and release are the caller's).
+    fn finish(&mut self, done: StepDone) {
         // A step that ends after the run was cancelled (perhaps because of it) does not turn
         // the cancellation into a failure.
         if self.stop.is_none() && self.shared.cancel.is_cancelled() {
@@ -1218,8 +1233,6 @@ impl Scheduler<'_> {
             done.span.record(STEP_DURATION_MS, ms(elapsed));
         }
         transition_step(&self.shared, step, status);
-        self.end_hooks(i).await;
-        self.release(i);
     }
 
     async fn end_hooks(&self, i: u32) {
