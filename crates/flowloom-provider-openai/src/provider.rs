@@ -400,6 +400,15 @@ impl Inner {
         if !is_sse {
             // Some servers ignore `stream` and answer with one JSON completion: accept it.
             let bytes = self.read_body(res, started).await?;
+            let head = bytes.iter().position(|b| !b.is_ascii_whitespace());
+            if let Some(i) = head
+                && (bytes[i..].starts_with(b"data:") || bytes[i..].starts_with(b":"))
+            {
+                // SSE sent with another content type: read it as SSE all the same.
+                let assembler = Assembler::new(self.provider(), &req.model, started);
+                let body = futures_util::stream::iter([Ok::<_, reqwest::Error>(bytes)]);
+                return Ok(events(body, assembler));
+            }
             let response = parse_response(
                 &bytes,
                 &req.model,

@@ -289,7 +289,7 @@ struct State<B> {
     done: bool,
 }
 
-/// Turns an SSE body into an [`LlmStream`].
+/// Turns an SSE body into an [`LlmStream`]; a body of bytes already read works too.
 pub(crate) fn events<B>(body: B, assembler: Assembler) -> LlmStream
 where
     B: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
@@ -351,8 +351,11 @@ where
                 None => {
                     // The body ended without `[DONE]`: a last event without its blank line
                     // still counts.
+                    let mut saw_done = false;
+                    let mut failed = false;
                     for data in st.parser.feed(b"\n\n") {
                         if data.trim() == "[DONE]" {
+                            saw_done = true;
                             break;
                         }
                         if let Some(a) = st.assembler.as_mut() {
@@ -361,12 +364,17 @@ where
                                     st.pending.push_back(Ok(StreamEvent::Delta(text)));
                                 }
                                 Ok(None) => {}
-                                Err(e) => st.pending.push_back(Err(e)),
+                                Err(e) => {
+                                    st.pending.push_back(Err(e));
+                                    failed = true;
+                                    break;
+                                }
                             }
                         }
                     }
                     match st.assembler.take() {
-                        Some(a) if a.has_finish() => {
+                        _ if failed => {}
+                        Some(a) if saw_done || a.has_finish() => {
                             st.pending.push_back(Ok(StreamEvent::Done(a.finish())));
                         }
                         Some(a) => st.pending.push_back(Err(LlmError::Connection {

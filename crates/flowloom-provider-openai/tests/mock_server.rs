@@ -357,6 +357,48 @@ async fn a_stream_without_done_marker_but_with_a_finish_reason_is_accepted() {
 }
 
 #[tokio::test]
+async fn sse_sent_as_another_content_type_is_still_read_as_sse() {
+    let server = MockOpenAiServer::start().await.unwrap();
+    server.push_fault(Fault::raw(
+        200,
+        "text/plain",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Yo\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+    ));
+    let s = provider(&server).oneshot(stream_req("x")).await.unwrap();
+    let (deltas, done, err) = collect(s).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(deltas, vec!["Yo"]);
+    assert_eq!(done.unwrap().content, "Yo");
+}
+
+#[tokio::test]
+async fn a_done_marker_without_its_blank_line_still_ends_well() {
+    let server = MockOpenAiServer::start().await.unwrap();
+    server.push_fault(Fault::sse([
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\"}}]}\n\n",
+        "data: [DONE]",
+    ]));
+    let s = provider(&server).oneshot(stream_req("x")).await.unwrap();
+    let (deltas, done, err) = collect(s).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(deltas, vec!["A"]);
+    assert_eq!(done.unwrap().content, "A");
+}
+
+#[tokio::test]
+async fn a_bad_chunk_is_a_decode_error_and_nothing_follows_it() {
+    let server = MockOpenAiServer::start().await.unwrap();
+    server.push_fault(Fault::sse([
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {not json",
+    ]));
+    let s = provider(&server).oneshot(stream_req("x")).await.unwrap();
+    let (_, done, err) = collect(s).await;
+    assert!(matches!(err, Some(LlmError::Decode { .. })), "{err:?}");
+    assert!(done.is_none());
+}
+
+#[tokio::test]
 async fn a_stream_request_that_fails_up_front_is_an_error_at_call() {
     let server = MockOpenAiServer::start().await.unwrap();
     server.push_fault(Fault::rate_limited(Some(2)));
