@@ -64,4 +64,6 @@ pub mod book {
     pub struct Cli;
     #[doc = include_str!("../../../docs/src/yaml.md")]
     pub struct Yaml;
+    #[doc = include_str!("../../../docs/src/testing.md")]
+    pub struct Testing;
 }
