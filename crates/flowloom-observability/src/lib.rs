@@ -54,6 +54,7 @@ pub mod budget;
 pub mod capture;
 pub mod cost;
 pub mod genai;
+mod json;
 pub mod ledger;
 pub mod metrics;
 #[cfg(feature = "otlp")]
@@ -342,11 +343,10 @@ where
                 .boxed()
         }
         LogFormat::Json | LogFormat::Auto => tracing_subscriber::fmt::layer()
-            .json()
             // `spans` lists every span in scope, outermost first, with its fields (the
             // current span is its last entry, so it is not repeated under `span`).
-            .with_current_span(false)
-            .with_span_list(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json::JsonLines)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),

@@ -195,6 +195,10 @@ async fn json_lines_carry_span_context_and_level_filters() {
         .find(|v| v["target"] == TARGET_TRANSITION)
         .unwrap();
     assert_eq!(line["fields"][WORKFLOW_STATUS], "COMPLETED");
+    assert_eq!(line["fields"]["message"], "run ended");
+    assert_eq!(line["level"], "INFO");
+    assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(line["spans"].as_array().unwrap().len(), 1);
     assert_eq!(line["spans"][0]["name"], SPAN_WORKFLOW);
     assert_eq!(line["spans"][0][WORKFLOW_ID], run.to_string());
     assert_eq!(guard.transition_counts().runs("COMPLETED"), 1);
