@@ -5,7 +5,7 @@
 //! `serde_json::Value` for every line it writes; here the stored fields (a JSON object kept
 //! by [`JsonFields`](tracing_subscriber::fmt::format::JsonFields)) are copied as they are.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
