@@ -57,6 +57,9 @@ pub(crate) struct RunShared {
     pub(crate) llm_calls_without_usage: AtomicU64,
     pub(crate) call_stack: Vec<Arc<str>>,
     status: Option<Arc<AtomicU8>>,
+    /// False when nothing can cancel the run (no token given, no plugin or sub-workflow to
+    /// watch it): the scheduler then does not wait on the token.
+    cancellable: bool,
 }
 
 pub(crate) fn status_code(s: WorkflowStatus) -> u8 {
@@ -127,7 +130,9 @@ pub(crate) async fn run_top(
             res.map_err(|_| RunError::Runtime("the engine's run limiter was closed".to_owned()))?
         }
     };
+    let cancellable = opts.cancel.is_some() || wf.0.observes_cancel;
     let shared = Arc::new(RunShared {
+        cancellable,
         engine: engine.clone(),
         workflow: wf.clone(),
         run_id: opts.run_id.unwrap_or_else(crate::exec::new_id),
@@ -180,6 +185,7 @@ pub(crate) async fn run_child(
     let plugins = preflight(engine, &wf, &mut stack)?;
     let vars = merge_vars(&wf, vars, parent.workflow.name())?;
     let shared = Arc::new(RunShared {
+        cancellable: parent.cancellable || wf.0.observes_cancel,
         engine: engine.clone(),
         workflow: wf,
         run_id: crate::exec::new_id(),
@@ -636,8 +642,9 @@ async fn run_scheduler(
         }
         let had_solo = solo.is_some();
         let next = next_done(&mut solo, &mut in_flight);
+        let ignore_cancel = cancel_seen || !shared.cancellable;
         let done = match sleep.as_mut() {
-            None if cancel_seen => next.await,
+            None if ignore_cancel => next.await,
             None => {
                 tokio::select! {
                     biased;
@@ -645,7 +652,7 @@ async fn run_scheduler(
                     () = cancel.cancelled() => continue,
                 }
             }
-            Some(s) if cancel_seen => {
+            Some(s) if ignore_cancel => {
                 tokio::select! {
                     biased;
                     x = next => x,

@@ -438,6 +438,8 @@ pub(crate) struct WorkflowInner {
     pub(crate) roots: Box<[u32]>,
     pub(crate) plugin_templates: HashMap<String, Tpl>,
     pub(crate) has_kinds: bool,
+    /// Some step can observe the run's cancellation token (plugins, sub-workflows).
+    pub(crate) observes_cancel: bool,
 }
 
 /// A validated workflow: cheap to clone (one `Arc`), `Send + Sync`, runnable on any number of
@@ -871,6 +873,12 @@ impl WorkflowBuilder {
         for (def, d) in defs.iter_mut().zip(dependents) {
             def.dependents = d.into_boxed_slice();
         }
+        let observes_cancel = defs.iter().any(|d| {
+            matches!(
+                d.imp,
+                StepImpl::Plugin(_) | StepImpl::Kind { .. } | StepImpl::Call { .. }
+            )
+        });
         let roots = (0..n as u32)
             .filter(|&i| deps[i as usize].is_empty())
             .collect::<Vec<_>>()
@@ -888,6 +896,7 @@ impl WorkflowBuilder {
             roots,
             plugin_templates,
             has_kinds,
+            observes_cancel,
         })))
     }
 }
