@@ -246,3 +246,189 @@ async fn loop_retries_never_pass_max_iterations() {
         .unwrap();
     assert!(msg.contains("iteration 1 of loop `again` failed"), "{msg}");
 }
+
+fn configured() -> flowloom_core::FrameworkConfig {
+    flowloom_core::FrameworkConfig {
+        default_model: "configured-model".into(),
+        default_temperature: 0.25,
+        default_max_tokens: 333,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn failover_and_consensus_calls_get_the_configured_defaults() {
+    let text = r#"$schema: workflow/v2.0
+name: defaults
+version: 1.0.0
+description: unset settings come from the engine's configuration
+execution:
+  providers:
+    - {provider: a, model: ma}
+steps:
+  - name: chained
+    run: chained
+  - name: vote
+    consensus:
+      prompt: vote
+      executions:
+        - {provider: b, model: mb}
+        - {provider: b, model: mb2, temperature: 1.5, max_tokens: 7}
+      require: majority
+"#;
+    let s = set(text);
+    let (a, b) = (MockProvider::fixed("yes"), MockProvider::fixed("yes"));
+    let engine = s
+        .register(
+            Engine::builder()
+                .config(configured())
+                .provider("a", a.clone())
+                .provider("b", b.clone()),
+        )
+        .build()
+        .unwrap();
+    engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    let chained = a.last_request().unwrap();
+    assert_eq!(chained.model, "ma");
+    assert_eq!(
+        (chained.temperature, chained.max_tokens),
+        (0.25, 333),
+        "a failover call without its own values uses the configured defaults"
+    );
+    let mut votes = b.requests();
+    votes.sort_by(|x, y| x.model.cmp(&y.model));
+    assert_eq!(
+        (
+            votes[0].model.as_str(),
+            votes[0].temperature,
+            votes[0].max_tokens
+        ),
+        ("mb", 0.25, 333)
+    );
+    assert_eq!(
+        (
+            votes[1].model.as_str(),
+            votes[1].temperature,
+            votes[1].max_tokens
+        ),
+        ("mb2", 1.5, 7),
+        "an execution's own values still win"
+    );
+}
+
+/// `CARGO_PKG_NAME` is set in the test process by cargo (and nextest), never in the file.
+const PKG: &str = env!("CARGO_PKG_NAME");
+
+#[tokio::test]
+async fn env_in_loop_with_values_falls_back_to_the_process_environment() {
+    let called = yaml::load_str(
+        "$schema: workflow/v2.0\nname: callee\nversion: 1.0.0\ndescription: c\nexecution:\n  provider: mock\n  model: m\nsteps:\n  - {name: w, run: \"got {{ what }}\"}\n",
+    )
+    .unwrap();
+    let mut lib = Library::new();
+    lib.register(called);
+    let root = yaml::load_str(
+        r#"$schema: workflow/v2.0
+name: envloops
+version: 1.0.0
+description: env in loop with values
+execution:
+  provider: mock
+  model: m
+env:
+  MINE: from-file
+steps:
+  - name: each
+    loop:
+      mode: iterate
+      items: [1]
+      workflow: callee
+      with: {what: "{{ env.CARGO_PKG_NAME }}/{{ env.MINE }}"}
+loops:
+  - name: again
+    workflow: callee
+    with: {what: "{{ env.CARGO_PKG_NAME }}/{{ env.MINE }}"}
+    max_iterations: 1
+    until: done
+"#,
+    )
+    .unwrap();
+    let s = WorkflowSet::from_library(root, &lib).unwrap();
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::echo()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    let want = format!("got {PKG}/from-file");
+    assert_eq!(
+        r.step("each").unwrap().output.clone().unwrap(),
+        serde_json::json!([want])
+    );
+    assert_eq!(
+        r.step("again").unwrap().output.clone().unwrap()["output"],
+        want
+    );
+}
+
+#[tokio::test]
+async fn steps_name_output_works_inside_a_step_loop() {
+    let called = yaml::load_str(
+        "$schema: workflow/v2.0\nname: callee\nversion: 1.0.0\ndescription: c\nexecution:\n  provider: mock\n  model: m\nsteps:\n  - {name: w, run: \"got {{ what }}\"}\n",
+    )
+    .unwrap();
+    let mut lib = Library::new();
+    lib.register(called);
+    let root = yaml::load_str(
+        r#"$schema: workflow/v2.0
+name: outer
+version: 1.0.0
+description: steps.NAME.output in step loops
+execution:
+  provider: mock
+  model: m
+steps:
+  - name: topic
+    run: rust
+  - name: own
+    needs: [topic]
+    run: "{{ item }} on {{ steps.topic.output }} = {{ topic }} ({{ steps['topic']['output'] | upper }}); plain steps.topic.output; {{ 'steps' }}"
+    loop:
+      mode: iterate
+      items: [a, b]
+  - name: called
+    needs: [topic]
+    loop:
+      mode: iterate
+      items: [c]
+      workflow: callee
+      with: {what: "{{ item }} {{ steps.topic.output }}"}
+"#,
+    )
+    .unwrap();
+    let s = WorkflowSet::from_library(root, &lib).unwrap();
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::echo()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.step("own").unwrap().output.clone().unwrap(),
+        serde_json::json!([
+            "a on rust = rust (RUST); plain steps.topic.output; steps",
+            "b on rust = rust (RUST); plain steps.topic.output; steps"
+        ])
+    );
+    assert_eq!(
+        r.step("called").unwrap().output.clone().unwrap(),
+        serde_json::json!(["got c rust"])
+    );
+}

@@ -19,10 +19,11 @@ use serde_json::{Map, Value};
 
 use super::effective::EffectiveConfig;
 use super::library::Library;
+use super::model::TextOrList;
 use super::model::{OnError, OnFailure, Step as YStep};
 use super::plugins::{
     Consensus, DEFAULT_CONSENSUS_TIMEOUT, DEFAULT_EMBEDDING_MODEL, Embeddings, FailoverRun,
-    Iterate, LoopRunner,
+    Iterate, LoopRunner, outer_steps_template,
 };
 use super::{Diagnostics, LoadOptions, LoadedWorkflow, YamlError, load_file_with};
 use crate::engine::{EngineBuilder, RunOptions};
@@ -62,6 +63,29 @@ fn settings_of(c: &EffectiveConfig) -> StepSettings {
         temperature: c.temperature,
         max_tokens: c.max_tokens,
         timeout: c.timeout,
+    }
+}
+
+/// Points the templates of a step loop's own-mode body at the loop step's `steps` (see
+/// [`outer_steps_template`]).
+fn outer_steps_in(s: &mut YStep) {
+    if let Some(r) = &mut s.run {
+        *r = outer_steps_template(r);
+    }
+    if let Some(c) = &mut s.consensus {
+        c.prompt = outer_steps_template(&c.prompt);
+    }
+    if let Some(e) = &mut s.embeddings
+        && let Some(input) = &mut e.input
+    {
+        match input {
+            TextOrList::One(t) => *t = outer_steps_template(t),
+            TextOrList::Many(v) => {
+                for t in v {
+                    *t = outer_steps_template(t);
+                }
+            }
+        }
     }
 }
 
@@ -164,7 +188,6 @@ impl LoadedWorkflow {
                     .model
                     .or_else(|| exec_cfg.model.clone())
                     .or_else(|| first.map(|f| f.model.clone())),
-                env: env.clone(),
             };
             let step = Step::plugin(&l.name, plugin)
                 .needs(before.clone())
@@ -193,6 +216,7 @@ impl LoadedWorkflow {
                     inner.loop_ = None;
                     inner.needs = None;
                     inner.condition = None;
+                    outer_steps_in(&mut inner);
                     let one = self.lower_mode(&inner, cfg, env, base_dir, targets)?;
                     let sub = Workflow::builder(format!("{wf}.{}.item", s.name))
                         .open_variables(true)
@@ -212,7 +236,6 @@ impl LoadedWorkflow {
                 max_workers: l.max_workers.unwrap_or(4) as usize,
                 max_items: l.max_iterations.map(|m| m as usize),
                 on_failure: l.on_failure.unwrap_or(OnFailure::Fail),
-                env: env.clone(),
                 base_dir: base_dir.to_path_buf(),
             };
             let mut step = Step::plugin(&s.name, plugin);

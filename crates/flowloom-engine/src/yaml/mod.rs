@@ -388,7 +388,7 @@ pub fn render_loop_value(
     value: &serde_json::Value,
     context: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    plugins::render_lenient(value, context)
+    plugins::render_lenient(value, &minijinja::Value::from_serialize(context))
 }
 
 /// The JSON Schema of `workflow/v2.0`, generated from [`WorkflowFile`].

@@ -2,6 +2,7 @@
 //! engine's [`StepRuntime`]: failover `run`, `consensus`, `embeddings`, step-level `loop`
 //! (iterate) and top-level `loops`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,7 @@ use flowloom_core::{
 };
 use flowloom_middleware::failover::{Failover, FailoverEntry};
 use futures_util::StreamExt;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{Environment, UndefinedBehavior, Value as MjValue};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -23,6 +24,7 @@ use super::model::{
 };
 use super::vote::{Vote, normalize_answer, tally};
 use crate::plugin::{BoxFuture, StepPlugin, StepRuntime};
+use crate::template::to_mj;
 use crate::workflow::WorkflowRef;
 
 /// The default consensus timeout (all executions together).
@@ -46,55 +48,70 @@ async fn write_file(path: PathBuf, text: String) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
-fn request_for(cfg: &EffectiveConfig, prompt: String) -> LlmRequest {
-    let mut r = LlmRequest::new(cfg.model.clone().unwrap_or_default(), prompt);
-    if let Some(t) = cfg.temperature {
-        r = r.with_temperature(t);
-    }
-    if let Some(m) = cfg.max_tokens {
-        r = r.with_max_tokens(m);
-    }
-    r
+/// A request for `prompt` with `cfg`'s model, temperature and max_tokens; what `cfg` leaves
+/// unset comes from the engine's configuration (`default_model`, `default_temperature`,
+/// `default_max_tokens`), as for a plain `run` step.
+fn request_for(rt: &StepRuntime, cfg: &EffectiveConfig, prompt: String) -> LlmRequest {
+    let defaults = rt.run.engine.config();
+    LlmRequest::new(
+        cfg.model
+            .clone()
+            .unwrap_or_else(|| defaults.default_model.clone()),
+        prompt,
+    )
+    .with_temperature(cfg.temperature.unwrap_or(defaults.default_temperature))
+    .with_max_tokens(cfg.max_tokens.unwrap_or(defaults.default_max_tokens))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Lenient rendering with extra variables (loop `with` values, iterate items).
 
 /// The variables a step's own templates see, plus `extra`: `input`, every earlier step's
-/// output by name and as `steps.<name>.output`, the workflow variables, and `env`.
-pub(crate) fn context_of(
-    rt: &StepRuntime,
-    env: &Map<String, Value>,
-    extra: Map<String, Value>,
-) -> Value {
+/// output by name and as `steps.<name>.output`, the workflow variables, and `env` (the file's
+/// `env`, then the process environment, as everywhere else).
+pub(crate) fn context_of(rt: &StepRuntime, extra: Map<String, Value>) -> MjValue {
     let ctx = rt.ctx();
-    let mut m = Map::new();
+    let mut m: BTreeMap<String, MjValue> = BTreeMap::new();
     for (k, v) in &ctx.variables {
-        m.insert(k.clone(), v.clone());
+        m.insert(k.clone(), to_mj(v));
     }
-    let mut steps = Map::new();
     for (k, v) in &ctx.previous_outputs {
-        m.insert(k.clone(), v.clone());
-        steps.insert(k.clone(), json!({ "output": v }));
+        m.insert(k.clone(), to_mj(v));
     }
-    m.insert("steps".into(), Value::Object(steps));
-    m.insert("env".into(), Value::Object(env.clone()));
-    m.insert("input".into(), ctx.input_data.clone());
-    m.extend(extra);
-    Value::Object(m)
+    m.insert("steps".into(), to_mj(&outputs_as_steps(rt)));
+    m.insert(
+        "env".into(),
+        MjValue::from_dyn_object(Arc::clone(&rt.run.workflow.0.env_vars)),
+    );
+    m.insert("input".into(), to_mj(&ctx.input_data));
+    for (k, v) in &extra {
+        m.insert(k.clone(), to_mj(v));
+    }
+    MjValue::from_iter(m)
+}
+
+/// Every earlier step's output as `{"<name>": {"output": ..}}` (the value of `steps`).
+fn outputs_as_steps(rt: &StepRuntime) -> Value {
+    Value::Object(
+        rt.ctx()
+            .previous_outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), json!({ "output": v })))
+            .collect(),
+    )
 }
 
 /// Renders every string of `value` in `ctx`; a string that is one `{{ expression }}` keeps
 /// the expression's type. Missing attributes render as empty (the first loop iteration has
 /// no `loop.last`), so `{{ loop.last.output.error }}` works from the start.
-pub(crate) fn render_lenient(value: &Value, ctx: &Value) -> Result<Value, String> {
+pub(crate) fn render_lenient(value: &Value, ctx: &MjValue) -> Result<Value, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_keep_trailing_newline(true);
     render_in(&env, value, ctx)
 }
 
-fn render_in(env: &Environment<'_>, value: &Value, ctx: &Value) -> Result<Value, String> {
+fn render_in(env: &Environment<'_>, value: &Value, ctx: &MjValue) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => {
             let t = s.trim();
@@ -202,7 +219,7 @@ impl StepPlugin for FailoverRun {
                 entries.push(e);
             }
             let chain = Failover::new(entries).map_err(|e| err(e.to_string()))?;
-            let mut req = request_for(&self.config, prompt);
+            let mut req = request_for(rt, &self.config, prompt);
             if let Some(first) = self.chain.first() {
                 req.model = first.model.clone();
             }
@@ -276,7 +293,7 @@ impl StepPlugin for Consensus {
             let prompt = rt.render(&self.prompt)?;
             let deadline = tokio::time::Instant::now() + self.timeout;
             let calls = self.executions.iter().map(|cfg| {
-                let req = request_for(cfg, prompt.clone());
+                let req = request_for(rt, cfg, prompt.clone());
                 let limit = cfg
                     .timeout
                     .map(|t| (tokio::time::Instant::now() + t).min(deadline))
@@ -440,6 +457,95 @@ impl StepPlugin for Embeddings {
 // ---------------------------------------------------------------------------------------------
 // step-level loop: iterate
 
+/// The variable a step loop's own-mode body reads the loop step's `steps` from: the body runs
+/// as a one-step workflow, where `steps` would mean that workflow's own (empty) outputs, so
+/// its templates' `steps` is renamed to this when the loop is lowered
+/// ([`outer_steps_template`]).
+pub(crate) const OUTER_STEPS: &str = "__loop_steps";
+
+/// `src` with every template variable `steps` (inside `{{ }}` and `{% %}`, outside string
+/// literals, not an attribute such as `x.steps`) renamed to [`OUTER_STEPS`], so that
+/// `{{ steps.NAME.output }}` inside a step loop reads the loop step's earlier steps, as it
+/// does in a `run` step. Text outside the tags, and `{% raw %}` blocks, stay as written.
+pub(crate) fn outer_steps_template(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut i = 0;
+    let mut copied = 0;
+    while i + 1 < b.len() {
+        let open = &b[i..i + 2];
+        if open != b"{{" && open != b"{%" {
+            i += 1;
+            continue;
+        }
+        let close: &[u8] = if open == b"{{" { b"}}" } else { b"%}" };
+        let start = i + 2;
+        let mut j = start;
+        let mut quote: Option<u8> = None;
+        let mut prev_sig: u8 = b' ';
+        let mut edits: Vec<(usize, usize)> = Vec::new();
+        let mut end = b.len();
+        while j < b.len() {
+            let c = b[j];
+            if let Some(q) = quote {
+                if c == b'\\' {
+                    j += 2;
+                    continue;
+                }
+                if c == q {
+                    quote = None;
+                    prev_sig = c;
+                }
+                j += 1;
+                continue;
+            }
+            if b[j..].starts_with(close) {
+                end = j;
+                break;
+            }
+            if c == b'\'' || c == b'"' {
+                quote = Some(c);
+                j += 1;
+                continue;
+            }
+            if c.is_ascii_alphabetic() || c == b'_' {
+                let k = b[j..]
+                    .iter()
+                    .position(|x| !(x.is_ascii_alphanumeric() || *x == b'_'))
+                    .map_or(b.len(), |n| j + n);
+                if &b[j..k] == b"steps" && prev_sig != b'.' {
+                    edits.push((j, k));
+                }
+                prev_sig = b'a';
+                j = k;
+                continue;
+            }
+            if !c.is_ascii_whitespace() {
+                prev_sig = c;
+            }
+            j += 1;
+        }
+        let tag = src[start..end].trim().trim_start_matches('-').trim();
+        if open == b"{%" && tag == "raw" {
+            // Leave everything up to `{% endraw %}` alone.
+            let rest = &src[end..];
+            i = match rest.find("endraw") {
+                Some(n) => end + n + "endraw".len(),
+                None => b.len(),
+            };
+            continue;
+        }
+        for (a, z) in edits {
+            out.push_str(&src[copied..a]);
+            out.push_str(OUTER_STEPS);
+            copied = z;
+        }
+        i = (end + 2).min(b.len());
+    }
+    out.push_str(&src[copied..]);
+    out
+}
+
 /// A step-level `loop` with `mode: iterate`: the body runs once per item, sequentially or
 /// `parallel` with at most `max_workers` at once; the output is the list of the bodies'
 /// outputs, in item order.
@@ -453,7 +559,6 @@ pub struct Iterate {
     pub(crate) max_workers: usize,
     pub(crate) max_items: Option<usize>,
     pub(crate) on_failure: OnFailure,
-    pub(crate) env: Map<String, Value>,
     pub(crate) base_dir: PathBuf,
 }
 
@@ -525,22 +630,23 @@ impl StepPlugin for Iterate {
                 async move {
                     let vars = match &self.with {
                         Some(with) => {
-                            let ctx = context_of(rt, &self.env, extra);
+                            let ctx = context_of(rt, extra);
                             match render_lenient(&Value::Object(with.clone()), &ctx) {
                                 Ok(Value::Object(m)) => m,
                                 Ok(_) => Map::new(),
                                 Err(e) => return Err(format!("item {}: `with`: {e}", i + 1)),
                             }
                         }
-                        None => match context_of(rt, &self.env, extra) {
-                            Value::Object(mut m) => {
-                                m.remove("steps");
-                                m.remove("env");
-                                m.remove("input");
-                                m
+                        None => {
+                            let c = rt.ctx();
+                            let mut m = c.variables.clone();
+                            for (k, v) in &c.previous_outputs {
+                                m.insert(k.clone(), v.clone());
                             }
-                            _ => Map::new(),
-                        },
+                            m.insert(OUTER_STEPS.into(), outputs_as_steps(rt));
+                            m.extend(extra);
+                            m
+                        }
                     };
                     match rt.run_workflow(self.body.clone(), vars, None).await {
                         Ok(r) => Ok(r.output.unwrap_or(Value::Null)),
@@ -584,7 +690,6 @@ pub struct LoopRunner {
     pub(crate) accumulate: Option<String>,
     pub(crate) judge_provider: Option<String>,
     pub(crate) judge_model: Option<String>,
-    pub(crate) env: Map<String, Value>,
 }
 
 impl LoopRunner {
@@ -602,7 +707,11 @@ impl LoopRunner {
             .replace("{until}", &self.until)
             .replace("{iteration}", &iteration.to_string())
             .replace("{output}", &text);
-        let req = LlmRequest::new(self.judge_model.clone().unwrap_or_default(), prompt)
+        let model = self
+            .judge_model
+            .clone()
+            .unwrap_or_else(|| rt.run.engine.config().default_model.clone());
+        let req = LlmRequest::new(model, prompt)
             .with_temperature(0.0)
             .with_max_tokens(16);
         let r = rt.call_llm(self.judge_provider.as_deref(), req).await?;
@@ -646,7 +755,7 @@ impl StepPlugin for LoopRunner {
                         "history": if self.accumulate.is_some() { Value::Array(history.clone()) } else { json!([]) },
                     }),
                 );
-                let ctx = context_of(rt, &self.env, extra);
+                let ctx = context_of(rt, extra);
                 let vars = match render_lenient(&Value::Object(self.with.clone()), &ctx) {
                     Ok(Value::Object(m)) => m,
                     Ok(_) => Map::new(),
@@ -703,5 +812,28 @@ impl StepPlugin for LoopRunner {
             }
             Ok(Value::Object(out))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outer_steps_template as r;
+
+    #[test]
+    fn only_the_steps_variable_inside_tags_is_renamed() {
+        assert_eq!(
+            r("steps: {{ steps.a.output }} {%- if steps['a'] %}x{% endif %}"),
+            "steps: {{ __loop_steps.a.output }} {%- if __loop_steps['a'] %}x{% endif %}"
+        );
+        assert_eq!(
+            r("{{ 'steps' ~ \"steps\" ~ x.steps ~ my_steps ~ stepsx }}"),
+            "{{ 'steps' ~ \"steps\" ~ x.steps ~ my_steps ~ stepsx }}"
+        );
+        assert_eq!(
+            r("{% raw %}{{ steps }}{% endraw %}{{ steps }}"),
+            "{% raw %}{{ steps }}{% endraw %}{{ __loop_steps }}"
+        );
+        assert_eq!(r("{{ steps"), "{{ __loop_steps");
+        assert_eq!(r("no tags, steps.a.output"), "no tags, steps.a.output");
     }
 }
