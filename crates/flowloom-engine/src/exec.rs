@@ -795,9 +795,12 @@ async fn run_scheduler(
     }
     transition_workflow(&shared, status);
     if let Some(ev) = &sch.run_event {
+        // Boxed while the hooks run, so the run's state does not carry a whole result.
+        let result = Box::new(result);
         for h in hooks {
             h.on_workflow_end(ev, &result).await;
         }
+        return *result;
     }
     result
 }
