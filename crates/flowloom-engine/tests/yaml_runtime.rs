@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::Path;
+
 use flowloom_core::{StepStatus, WorkflowStatus};
 use flowloom_engine::Engine;
 use flowloom_engine::yaml::{self, Library, WorkflowSet};
@@ -431,4 +433,88 @@ steps:
         r.step("called").unwrap().output.clone().unwrap(),
         serde_json::json!(["got c rust"])
     );
+}
+
+#[tokio::test]
+async fn logging_and_no_color_are_accepted_and_change_nothing() {
+    let base = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\nsteps:\n  - {{name: a, run: hi}}\n"
+    );
+    let with = base.replace(
+        "  model: m\n",
+        "  model: m\n  logging: noisy\n  no_color: true\n",
+    );
+    let (plain, quiet) = (set(&base), set(&with));
+    for s in [&plain, &quiet] {
+        let engine = s
+            .register(Engine::builder().provider("mock", MockProvider::echo()))
+            .build()
+            .unwrap();
+        let r = engine
+            .run_named(s.root_name(), s.run_options(""))
+            .await
+            .unwrap();
+        assert_eq!(r.output_text(), Some("hi"));
+    }
+    // Still validated: a bad value is an error naming the field.
+    let bad = yaml::load_str(&base.replace("  model: m\n", "  model: m\n  logging: loud\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("logging"), "{bad}");
+}
+
+#[tokio::test]
+async fn embeddings_output_file_is_relative_to_the_workflow_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("emb.yaml");
+    std::fs::write(
+        &path,
+        format!("{HEAD}execution:\n  provider: mock\n  model: m\nsteps:\n  - name: e\n    embeddings:\n      input: hello there\n      output_format: csv\n      output_file: out.csv\n"),
+    )
+    .unwrap();
+    let s = WorkflowSet::load(&path).unwrap();
+    let m = MockProvider::echo();
+    let engine = s
+        .register(
+            Engine::builder()
+                .provider("mock", m.clone())
+                .embedding_provider("mock", m),
+        )
+        .build()
+        .unwrap();
+    engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert!(
+        written.starts_with("input,index,tokens,text,d0,"),
+        "{written}"
+    );
+    assert!(
+        !Path::new("out.csv").exists(),
+        "not in the working directory"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_have_no_time_limit_unless_set_but_consensus_defaults_to_60s() {
+    let slow = "rules:\n  - match: \"^slow\"\n    respond: late\n    latency: 2m\n";
+    let text = format!(
+        "{HEAD}execution:\n  provider: mock\n  model: m\n  on_error: continue\nsteps:\n  - {{name: a, run: slow}}\n  - name: v\n    consensus:\n      prompt: slow vote\n      executions:\n        - {{provider: mock, model: x}}\n        - {{provider: mock, model: y}}\n      require: majority\n"
+    );
+    let s = set(&text);
+    let engine = s
+        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(slow).unwrap()))
+        .build()
+        .unwrap();
+    let r = engine
+        .run_named(s.root_name(), s.run_options(""))
+        .await
+        .unwrap();
+    assert_eq!(r.step_output("a"), Some("late"), "two minutes, no limit");
+    let v = r.step("v").unwrap();
+    assert_eq!(v.status, StepStatus::Failed);
+    let e = v.error.clone().unwrap();
+    assert!(e.contains("timed out after 60s"), "{e}");
 }

@@ -72,3 +72,37 @@ fn schema_carries_the_format_rules() {
     }
     assert!(defs["Duration"]["pattern"].is_string());
 }
+
+#[test]
+fn schema_descriptions_say_what_the_code_does() {
+    let s = yaml::json_schema();
+    let defs = &s["$defs"];
+    let desc = |def: &str, field: &str| {
+        defs[def]["properties"][field]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{def}.{field} has a description"))
+            .to_owned()
+    };
+    // No per-step limit unless set; only consensus has a 60s default.
+    let t = desc("ExecutionContext", "timeout");
+    assert!(!t.contains("default 60s") && t.contains("no"), "{t}");
+    assert!(desc("Step", "timeout").contains("no limit"));
+    assert!(desc("ConsensusConfig", "timeout").contains("60s"));
+    // `output_file` is relative to the workflow file, as `input_file` is.
+    let o = desc("EmbeddingsConfig", "output_file");
+    assert!(
+        o.contains("workflow file") && !o.contains("working directory"),
+        "{o}"
+    );
+    // The CSV header the code writes.
+    let csv = serde_json::to_string(&defs["OutputFormat"]).unwrap();
+    assert!(csv.contains("input,index,tokens,text,d0,d1"), "{csv}");
+    // Accepted, but without effect: the schema says so.
+    for f in ["logging", "no_color"] {
+        let d = desc("ExecutionContext", f);
+        assert!(d.contains("no effect yet"), "{f}: {d}");
+    }
+    // Unset model settings come from the engine's configuration.
+    assert!(desc("ExecutionContext", "temperature").contains("default_temperature"));
+    assert!(desc("ExecutionContext", "max_tokens").contains("default_max_tokens"));
+}

@@ -78,11 +78,13 @@ pub struct ExecutionContext {
     /// Model name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// Temperature, 0.0 to 2.0 (default 0.7).
+    /// Temperature, 0.0 to 2.0 (default: the engine's `default_temperature`, 0.7 unless
+    /// configured).
     #[schemars(range(min = 0.0, max = 2.0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    /// Completion-token limit, 1 to 128000.
+    /// Completion-token limit, 1 to 128000 (default: the engine's `default_max_tokens`, 1024
+    /// unless configured).
     #[schemars(range(min = 1, max = 128000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
@@ -92,16 +94,19 @@ pub struct ExecutionContext {
     /// Skills to enable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<Vec<String>>,
-    /// Call timeout (default 60s).
+    /// Each step's time limit (a step's own `timeout` overrides it). Unset, a step has no
+    /// time limit of its own; a `consensus` step still gives its executions 60s together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationStr>,
     /// A failover chain, tried in order (instead of `provider` + `model`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub providers: Option<Vec<ProviderFallback>>,
-    /// Log verbosity of the run.
+    /// Log verbosity. Read and validated for compatibility only: it has no effect yet (the log
+    /// level comes from `FLOWLOOM_LOG_LEVEL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
-    /// Disable colours in console output.
+    /// Disable colours in console output. Read and validated for compatibility only: it has
+    /// no effect yet (nothing prints in colour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_color: Option<bool>,
     /// Run steps whose dependencies are met at the same time (default true). `false` runs one
@@ -135,12 +140,13 @@ pub struct ProviderFallback {
     #[schemars(range(min = 1, max = 128000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
-    /// Call timeout for this provider.
+    /// Call timeout for this provider (default: `execution.timeout`, else none; a step's
+    /// `timeout` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationStr>,
 }
 
-/// Log verbosity.
+/// Log verbosity (`execution.logging`): accepted for compatibility, no effect yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Logging {
@@ -208,7 +214,9 @@ pub struct Step {
     /// Skills override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<Vec<String>>,
-    /// Step timeout override.
+    /// This step's time limit, over `execution.timeout` (a step `loop`: the whole loop). Unset
+    /// in both, the step has no limit of its own; a `consensus` step still gives its
+    /// executions 60s together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationStr>,
     /// Most tool-call rounds this step may take (with MCP servers).
@@ -283,7 +291,7 @@ pub struct EmbeddingsConfig {
     /// Output shape (default json).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_format: Option<OutputFormat>,
-    /// Write the output to this file too (relative to the working directory).
+    /// Write the output to this file too (relative to the workflow file's directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_file: Option<String>,
 }
@@ -336,7 +344,8 @@ pub enum EmbeddingEncoding {
 pub enum OutputFormat {
     /// A JSON document with the model, usage and one record per chunk.
     Json,
-    /// CSV: `index,text,dim_0,...` (with metadata) or the vectors alone.
+    /// CSV text: a header and one row per chunk, `input,index,tokens,text,d0,d1,...` (with
+    /// metadata) or `d0,d1,...` alone.
     Csv,
     /// JSON arrays of vectors only.
     Compact,
@@ -353,7 +362,7 @@ pub struct ConsensusConfig {
     pub executions: Vec<ConsensusExecution>,
     /// How many must agree.
     pub require: Threshold,
-    /// One timeout for all executions together (default 60s).
+    /// One time limit for all executions together (default: the step's `timeout`, else 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationStr>,
 }
