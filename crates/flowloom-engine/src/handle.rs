@@ -17,7 +17,8 @@ type Outcome = Result<WorkflowResult, RunError>;
 
 struct Shared {
     status: Arc<AtomicU8>,
-    result: Mutex<Option<Outcome>>,
+    /// Boxed: a run in flight keeps only a pointer's worth of room for its result.
+    result: Mutex<Option<Box<Outcome>>>,
     done: watch::Sender<bool>,
 }
 
@@ -33,7 +34,7 @@ impl Finish {
                 .store(exec::status_code(WorkflowStatus::Failed), Ordering::Release);
         }
         if let Ok(mut slot) = self.0.result.lock() {
-            *slot = Some(out);
+            *slot = Some(Box::new(out));
         }
         self.0.done.send_replace(true);
     }
@@ -161,7 +162,7 @@ impl RunHandle {
         if !self.is_finished() {
             return None;
         }
-        self.shared.result.lock().ok()?.take()
+        self.shared.result.lock().ok()?.take().map(|b| *b)
     }
 
     /// Waits for the run to end and takes its result: `Ok` when it completed, otherwise the
@@ -173,6 +174,7 @@ impl RunHandle {
             .lock()
             .ok()
             .and_then(|mut s| s.take())
+            .map(|b| *b)
             .unwrap_or_else(|| Err(RunError::Runtime("the result was already taken".to_owned())))
     }
 }
