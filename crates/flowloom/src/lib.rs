@@ -66,4 +66,6 @@ pub mod book {
     pub struct Yaml;
     #[doc = include_str!("../../../docs/src/testing.md")]
     pub struct Testing;
+    #[doc = include_str!("../../../docs/src/observability.md")]
+    pub struct Observability;
 }
