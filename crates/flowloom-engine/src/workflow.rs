@@ -14,6 +14,15 @@
 //! - a step that follows it only by declaration order (no `needs`) still runs: declaration
 //!   order is ordering, not a data dependency. A template that uses the skipped step's output
 //!   fails with an undefined-variable error, unless it guards it (`{% if fix is defined %}`).
+//!
+//! # Output
+//! A run's output is the output of the last step, in declaration order, that completed (so a
+//! skipped final step does not erase the result).
+//!
+//! # Failure
+//! A critical step (the default) that fails stops the run: steps in flight finish, nothing
+//! new starts, and the run is `FAILED`, its error naming the step (and the provider and cause
+//! for model steps). A step marked `critical(false)` fails alone and the run goes on.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
