@@ -211,3 +211,31 @@ async fn a_template_using_a_skipped_steps_output_fails_naming_the_variable() {
         "{err}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_failure_lets_steps_in_flight_finish_and_starts_nothing_new() {
+    let t = Timed::new();
+    let engine = Engine::builder()
+        .provider("timed", t.clone())
+        .no_default_stack()
+        .build()
+        .unwrap();
+    let wf = Workflow::builder("f")
+        .step(Step::llm("slow", "3000ms:slow").needs([] as [&str; 0]))
+        .step(Step::transform("bad", |_| Err("broken".into())).needs([] as [&str; 0]))
+        .step(Step::llm("after_slow", "10ms:x").needs(["slow"]))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let err = engine.run(&wf, "x").await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    let r = err.result().unwrap();
+    assert_eq!(r.failed_step.as_deref(), Some("bad"));
+    assert_eq!(r.step("slow").unwrap().status, StepStatus::Completed);
+    assert_eq!(r.step("after_slow").unwrap().status, StepStatus::Pending);
+    assert!(
+        err.to_string()
+            .contains(r#"step "bad" failed: transform error: broken"#),
+        "{err}"
+    );
+}
