@@ -463,6 +463,25 @@ impl Engine {
         EngineBuilder::default()
     }
 
+    /// An engine with one provider, registered under `name`, and the default configuration:
+    /// `Engine::builder().provider(name, service).build()` in one call.
+    ///
+    /// ```
+    /// # use flowloom_engine::Engine;
+    /// # use flowloom_core::{LlmRequest, LlmResponse, LlmError};
+    /// let echo = tower::service_fn(|r: LlmRequest| async move {
+    ///     Ok::<_, LlmError>(LlmResponse::text("hi", r.model, "echo"))
+    /// });
+    /// let engine = Engine::with_provider("echo", echo).unwrap();
+    /// assert_eq!(engine.provider_names(), ["echo"]);
+    /// ```
+    pub fn with_provider<S: LlmService>(
+        name: impl Into<String>,
+        service: S,
+    ) -> Result<Engine, BuildError> {
+        Engine::builder().provider(name, service).build()
+    }
+
     /// Starts building an engine configured from `FLOWLOOM_*` environment variables over the
     /// YAML file named by `FLOWLOOM_CONFIG` (if set) over the defaults. Every bad value is
     /// reported with what was found and how to fix it.

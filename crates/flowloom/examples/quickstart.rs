@@ -6,21 +6,13 @@ use flowloom::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Engine::builder()
-        .provider("mock", MockProvider::echo())
-        .build()?;
+    let engine = Engine::with_provider("mock", MockProvider::echo())?;
     let wf = Workflow::builder("summarize")
         .llm("draft", "Summarize: {{ input }}")
         .llm("refine", "Tighten this: {{ draft }}")
-        .transform("shout", |ctx| {
-            Ok(ctx.output("refine")?.to_uppercase().into())
-        })
+        .transform("shout", |c| Ok(c.output("refine")?.to_uppercase().into()))
         .build()?;
     let result = engine.run(&wf, "some text").await?;
     println!("{}", result.output_text().unwrap_or_default());
-    println!(
-        "{} model calls, {:?}",
-        result.metrics.llm_calls, result.metrics.token_usage_total
-    );
     Ok(())
 }

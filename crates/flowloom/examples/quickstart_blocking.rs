@@ -7,15 +7,11 @@ use std::time::Duration;
 use flowloom::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Engine::builder()
-        .provider("mock", MockProvider::echo())
-        .build()?;
+    let engine = Engine::with_provider("mock", MockProvider::echo())?;
     let wf = Workflow::builder("summarize")
         .llm("draft", "Summarize: {{ input }}")
         .llm("refine", "Tighten this: {{ draft }}")
-        .transform("shout", |ctx| {
-            Ok(ctx.output("refine")?.to_uppercase().into())
-        })
+        .transform("shout", |c| Ok(c.output("refine")?.to_uppercase().into()))
         .build()?;
     let result = engine.run_blocking(&wf, "some text", Some(Duration::from_secs(30)))?;
     println!("{}", result.output_text().unwrap_or_default());
