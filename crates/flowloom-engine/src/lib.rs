@@ -54,6 +54,7 @@ pub mod hooks;
 pub mod plugin;
 mod template;
 pub mod workflow;
+#[cfg(feature = "yaml")]
 pub mod yaml;
 
 pub use config::{ConfigError, ConfigLoader, ConfigProblem};

@@ -11,11 +11,11 @@
 //! | feature | enables |
 //! | --- | --- |
 //! | `openai` (default) | [`openai`]: the OpenAI / OpenAI-compatible provider |
-//! | `yaml` (default) | the `workflow/v2.0` YAML loader in [`engine`] |
+//! | `yaml` (default) | `flowloom::engine::yaml`: the `workflow/v2.0` loader, validation, schema and step modes (brings the YAML parser and the tokenizer) |
 //! | `mock` | [`mock`]: echo and scripted mock providers |
 //! | `otlp` | OpenTelemetry export over OTLP in [`observability`] |
 //! | `testkit` | [`testkit`]: cassettes, mock server, budgets, assertions |
-//! | `blocking` | the blocking execution API |
+//! | `blocking` | [`core::BlockingClient`] in the prelude, to call any provider from blocking code (`Engine::run_blocking` needs no feature: it adds no dependency) |
 //! | `full` | all of the above |
 
 pub use flowloom_core as core;
@@ -42,13 +42,15 @@ pub mod prelude {
     pub use flowloom_engine::prelude::*;
     #[cfg(feature = "mock")]
     pub use flowloom_provider_mock::MockProvider;
+    #[cfg(feature = "blocking")]
+    pub use flowloom_core::BlockingClient;
     #[cfg(feature = "openai")]
     pub use flowloom_provider_openai::OpenAiProvider;
 }
 
 /// The user guide under `docs/src/`, compiled here so that every Rust example in it runs as a
 /// doc test (`cargo test -p flowloom --all-features --doc`) and cannot rot.
-#[cfg(all(doctest, feature = "mock", feature = "openai"))]
+#[cfg(all(doctest, feature = "full"))]
 pub mod book {
     #[doc = include_str!("../../../docs/src/getting-started.md")]
     pub struct GettingStarted;
