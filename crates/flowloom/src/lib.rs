@@ -38,12 +38,12 @@ pub use flowloom_core::{
 
 /// The items most programs need: `use flowloom::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "blocking")]
+    pub use flowloom_core::BlockingClient;
     pub use flowloom_core::{FrameworkConfig, LlmError};
     pub use flowloom_engine::prelude::*;
     #[cfg(feature = "mock")]
     pub use flowloom_provider_mock::MockProvider;
-    #[cfg(feature = "blocking")]
-    pub use flowloom_core::BlockingClient;
     #[cfg(feature = "openai")]
     pub use flowloom_provider_openai::OpenAiProvider;
 }
