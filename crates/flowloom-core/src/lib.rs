@@ -12,6 +12,9 @@
 //! - The provider contract ([`provider`]): a model call is a
 //!   `tower::Service<LlmRequest, Response = LlmResponse, Error = LlmError>`; plain async and
 //!   blocking traits adapt into it; [`BlockingClient`] calls any service from blocking code.
+//! - Shared parsing and estimates, pure functions used by several crates: [`retry_after::parse`]
+//!   (HTTP `Retry-After`), [`duration::parse`] (`"30s"`, `"1m30s"`), [`estimate_text_tokens`]
+//!   and [`LlmRequest::estimated_prompt_tokens`] (token estimates before a call).
 //!
 //! ```
 //! use flowloom_core::{LlmRequest, TokenUsage};
@@ -22,14 +25,17 @@
 
 pub mod blocking;
 pub mod config;
+pub mod duration;
 pub mod embedding;
 pub mod error;
 pub mod provider;
 pub mod request;
 pub mod response;
 pub mod result;
+pub mod retry_after;
 pub mod status;
 pub mod step;
+pub mod tokens;
 pub mod usage;
 pub mod validation;
 
@@ -51,6 +57,7 @@ pub use response::{
 pub use result::{ExecutionMetrics, WorkflowResult};
 pub use status::{StepStatus, WorkflowStatus};
 pub use step::{OutputError, StepConfig, StepContext, StepResult};
+pub use tokens::estimate_text_tokens;
 pub use usage::TokenUsage;
 pub use validation::{ValidationError, ValidationErrors};
 
