@@ -10,9 +10,12 @@
 //!
 //! **Tokens per minute** are a bucket refilled at `tpm / 60` per second holding a full
 //! minute's `tpm`. A call reserves its *estimate* before it is made ([`estimate_tokens`]:
-//! the UTF-8 bytes of every message divided by 4, rounded up, plus 4 per message for the
-//! chat framing, plus `max_tokens`, the most the answer may use; this is how providers
-//! themselves count a request against a token limit). After the call, the estimate is
+//! the shared prompt estimate [`LlmRequest::estimated_prompt_tokens`], i.e. the characters of
+//! every message divided by 4, rounded up, plus 4 per message for the chat framing, plus the
+//! tool definitions; then `max_tokens`, the most the answer may use; this is how providers
+//! themselves count a request against a token limit). Characters, not UTF-8 bytes, are
+//! counted, the same rule as the budget layer's, so both layers reserve the same prompt
+//! estimate for a call. After the call, the estimate is
 //! **corrected** from the usage the provider reported (`total_tokens`): unused tokens go back
 //! to the bucket, extra tokens are taken (the bucket may go into debt, which delays later
 //! callers). A call without reported usage, or that failed, keeps its estimate. A call whose
@@ -50,8 +53,9 @@ use flowloom_core::{EmbeddingRequest, LlmRequest};
 
 use crate::error::ConfigError;
 
-/// The estimated tokens of a chat request before it is made: `ceil(bytes / 4)` over every
-/// message's text, plus 4 per message, plus `max_tokens`.
+/// The estimated tokens of a chat request before it is made: the prompt estimate
+/// ([`LlmRequest::estimated_prompt_tokens`]: `ceil(characters / 4)` over every message's text,
+/// plus 4 per message, plus the tool definitions) and `max_tokens`.
 ///
 /// ```
 /// use flowloom_core::LlmRequest;
@@ -59,12 +63,7 @@ use crate::error::ConfigError;
 /// assert_eq!(flowloom_middleware::rate_limit::estimate_tokens(&req), 2 + 4 + 100);
 /// ```
 pub fn estimate_tokens(req: &LlmRequest) -> u64 {
-    let text: u64 = req
-        .messages
-        .iter()
-        .map(|m| (m.content.len() as u64).div_ceil(4) + 4)
-        .sum();
-    text + u64::from(req.max_tokens)
+    req.estimated_prompt_tokens() + u64::from(req.max_tokens)
 }
 
 /// The estimated tokens of an embedding request: `ceil(bytes / 4)` over every input.

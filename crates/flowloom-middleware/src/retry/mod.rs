@@ -334,7 +334,8 @@ impl RetryPolicyBuilder {
 
 /// Parses an HTTP `Retry-After` value: a number of seconds (`"2"`, also `"1.5"`) or an HTTP
 /// date (`"Wed, 21 Oct 2015 07:28:00 GMT"`), the latter measured from `now`. A date in the past
-/// gives zero. Anything else gives `None`.
+/// gives zero. Anything else gives `None`. The same rule as [`flowloom_core::retry_after::parse`],
+/// which this calls.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -345,19 +346,7 @@ impl RetryPolicyBuilder {
 /// assert_eq!(parse_retry_after("soon", now), None);
 /// ```
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if v.is_empty() {
-        return None;
-    }
-    if v.bytes().all(|b| b.is_ascii_digit()) {
-        return v.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    if v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        let secs: f64 = v.parse().ok()?;
-        return Duration::try_from_secs_f64(secs).ok();
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    flowloom_core::retry_after::parse(value, now)
 }
 
 /// How long to wait before the next attempt, or why not to retry.
