@@ -55,6 +55,10 @@ pub fn batches(
 }
 
 /// The token estimate of a text: its UTF-8 length, an upper bound for byte-level BPE.
+///
+/// Deliberately not the shared `flowloom_core::estimate_text_tokens` (`ceil(chars / 4)`): that is
+/// an average used for budgets and rate limits, while batching needs a bound that is never below
+/// the real count, so that no batch goes over the provider's per-request token limit.
 pub fn estimate_tokens(text: &str) -> usize {
     text.len().max(1)
 }

@@ -27,7 +27,10 @@ use serde::Deserialize;
 pub const EXCERPT_CHARS: usize = 200;
 
 /// Parses a `Retry-After` value: a number of seconds (integer or decimal) or an HTTP date
-/// (the time left until it, zero when it is past). `None` when it is neither.
+/// (the time left until it, zero when it is past). `None` when it is neither. This is
+/// [`flowloom_core::retry_after::parse`], the rule every layer and provider shares: seconds are
+/// digits with an optional decimal part, so a sign or an exponent (`"+5"`, `"1e3"`) is malformed
+/// and gives `None`.
 ///
 /// ```
 /// use flowloom_provider_openai::error::parse_retry_after;
@@ -39,12 +42,7 @@ pub const EXCERPT_CHARS: usize = 200;
 /// assert_eq!(parse_retry_after("soon", now), None);
 /// ```
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return duration_from_secs(secs);
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    flowloom_core::retry_after::parse(value, now)
 }
 
 fn duration_from_secs(secs: f64) -> Option<Duration> {
@@ -369,6 +367,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
         assert_eq!(parse_retry_after("-3", now), None);
         assert_eq!(parse_retry_after("NaN", now), None);
+        assert_eq!(parse_retry_after("1e3", now), None);
         assert_eq!(parse_retry_after("", now), None);
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
