@@ -15,6 +15,9 @@
 //!   embeddings;
 //! - cost: those tokens at the model's input and output prices (no cache discount).
 //!
+//! The token rule is flowloom-core's ([`flowloom_core::tokens`]), shared with the rate
+//! limiter and the mock provider.
+//!
 //! The estimate is *reserved* while the call is in flight, so concurrent calls cannot pass a
 //! limit together. When the call returns, the reservation is replaced by what the provider
 //! reported. A call whose provider reported no usage is charged its estimate (unknown is not
@@ -171,26 +174,12 @@ pub struct Budget {
     inner: Arc<Inner>,
 }
 
-/// Tokens estimated for one text: `ceil(characters / 4)`.
-pub fn estimate_text_tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
-}
+pub use flowloom_core::estimate_text_tokens;
 
-/// The estimated input tokens of a chat request (see the module's estimate rule).
+/// The estimated input tokens of a chat request (see the module's estimate rule): the shared
+/// [`LlmRequest::estimated_prompt_tokens`].
 pub fn estimate_prompt_tokens(req: &LlmRequest) -> u64 {
-    let messages: u64 = req
-        .messages
-        .iter()
-        .map(|m| estimate_text_tokens(&m.content) + 4)
-        .sum();
-    let tools = if req.tools.is_empty() {
-        0
-    } else {
-        serde_json::to_string(&req.tools)
-            .map(|s| estimate_text_tokens(&s))
-            .unwrap_or(0)
-    };
-    messages + tools
+    req.estimated_prompt_tokens()
 }
 
 enum Scope {
