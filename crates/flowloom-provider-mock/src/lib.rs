@@ -67,7 +67,8 @@
 //!   prompt tokens = `ceil(c / 4)` where `c` counts the characters (Unicode scalar values) of
 //!   every message's content, completion tokens = `ceil(c / 4)` of the answer, each with a
 //!   minimum of 1 ([`estimate_tokens`]).
-//! - Durations: a number and a unit: `250us`, `20ms`, `1s`, `1.5s`, `2m`, `1h`.
+//! - Durations: a number and a unit: `250us`, `20ms`, `1s`, `1.5s`, `2m`, `1h`, or a sum
+//!   such as `1m30s` (the shared rule of `flowloom_core::duration`).
 //!
 //! Parsing is strict: unknown fields are errors, and every error names the rule (counted
 //! from 1, with its `match`) and the field ([`ScriptError`]):

@@ -497,24 +497,10 @@ fn parse_duration(at: At<'_>, field: &str, v: &Value) -> Result<Duration, Script
     parse_duration_str(s).ok_or_else(|| bad(format!("{s:?}")))
 }
 
-/// Reads `20ms`, `1s`, `1.5s`, `2m`, `1h` (also `us`).
+/// Reads `20ms`, `1s`, `1.5s`, `2m`, `1h`, `250us`, compounds such as `1m30s`; zero is
+/// allowed. The shared rule of [`flowloom_core::duration::parse`].
 pub(crate) fn parse_duration_str(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
-        return None;
-    }
-    let n: f64 = num.parse().ok()?;
-    let scale = match unit.trim_start() {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(n * scale).ok()
+    flowloom_core::duration::parse(s).ok()
 }
 
 #[cfg(test)]
@@ -531,6 +517,7 @@ mod tests {
         assert_eq!(d("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(d("0s"), Some(Duration::ZERO));
         assert_eq!(d("250us"), Some(Duration::from_micros(250)));
+        assert_eq!(d("1m30s"), Some(Duration::from_secs(90)));
         for bad in [
             "",
             "20",

@@ -3,7 +3,8 @@
 use flowloom_core::LlmRequest;
 
 /// The mock's token estimate for one text: `ceil(chars / 4)` with a minimum of 1, where
-/// `chars` counts Unicode scalar values.
+/// `chars` counts Unicode scalar values: the shared [`flowloom_core::estimate_text_tokens`],
+/// floored at 1 because a mock answer always reports at least one token.
 ///
 /// ```
 /// use flowloom_provider_mock::estimate_tokens;
@@ -13,15 +14,18 @@ use flowloom_core::LlmRequest;
 /// assert_eq!(estimate_tokens("héllo wörld"), 3); // 11 characters
 /// ```
 pub fn estimate_tokens(text: &str) -> u64 {
-    chars_to_tokens(text.chars().count() as u64)
+    flowloom_core::estimate_text_tokens(text).max(1)
 }
 
+/// [`flowloom_core::tokens::estimate_tokens_for_chars`], with a minimum of 1.
 pub(crate) fn chars_to_tokens(chars: u64) -> u64 {
-    chars.div_ceil(4).max(1)
+    flowloom_core::tokens::estimate_tokens_for_chars(chars).max(1)
 }
 
 /// Prompt tokens of a request: the characters of every message's content, summed, then
-/// `ceil(chars / 4)` with a minimum of 1.
+/// `ceil(chars / 4)` with a minimum of 1. This is the usage the mock *reports*, as a provider
+/// does after a call, so it keeps its documented numbers and leaves out the per-message
+/// framing that the pre-call estimate `LlmRequest::estimated_prompt_tokens` adds.
 pub(crate) fn prompt_tokens(req: &LlmRequest) -> u64 {
     let chars: u64 = req
         .messages
