@@ -17,7 +17,7 @@
 //! assert_eq!(
 //!     err.to_string(),
 //!     "invalid duration `5 minutes`: the unit `minutes` is not one of us, ms, s, m, h; \
-//!      write a number followed by a unit (us, ms, s, m, h), e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1m30s\""
+//!      write a number followed by a unit (us, ms, s, m, h), e.g. \"30s\", \"5m\", \"1h\", \"500ms\", \"1m30s\""
 //! );
 //! ```
 
@@ -30,7 +30,7 @@ pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 /// also lists the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid duration `{found}`: {reason}; write a number followed by a unit (us, ms, s, m, h), e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1m30s\""
+    "invalid duration `{found}`: {reason}; write a number followed by a unit (us, ms, s, m, h), e.g. \"30s\", \"5m\", \"1h\", \"500ms\", \"1m30s\""
 )]
 pub struct DurationError {
     /// The text found.
@@ -155,7 +155,7 @@ mod tests {
             assert_eq!(e.found, bad);
             let msg = e.to_string();
             assert!(msg.contains(&format!("`{bad}`")), "{msg}");
-            assert!(msg.contains("e.g. \"500ms\", \"30s\""), "{msg}");
+            assert!(msg.contains("e.g. \"30s\", \"5m\", \"1h\", \"500ms\""), "{msg}");
         }
     }
 

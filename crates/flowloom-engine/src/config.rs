@@ -7,7 +7,7 @@
 //! | `FLOWLOOM_DEFAULT_MODEL` | `default_model` | `gpt-4o-mini` |
 //! | `FLOWLOOM_DEFAULT_TEMPERATURE` | `default_temperature` | `0.7` |
 //! | `FLOWLOOM_DEFAULT_MAX_TOKENS` | `default_max_tokens` | `1024` |
-//! | `FLOWLOOM_DEFAULT_TIMEOUT` | `default_timeout_seconds` | `30`, `30s`, `5m`, `none` |
+//! | `FLOWLOOM_DEFAULT_TIMEOUT` | `default_timeout_seconds` | `30`, `30s`, `5m`, `1m30s`, `none` |
 //! | `FLOWLOOM_DEFAULT_MODE` | `default_execution_mode` | `async` or `sync` |
 //! | `FLOWLOOM_MAX_RETRIES` | `max_retry_attempts` | `3` |
 //! | `FLOWLOOM_RETRY_BACKOFF` | `retry_backoff_factor` | `2.0` |
@@ -209,7 +209,7 @@ impl ConfigLoader {
                 None => bad(
                     "FLOWLOOM_DEFAULT_TIMEOUT",
                     &v,
-                    "seconds > 0 (`30`, `30s`, `5m`, `1h`) or `none` for no timeout",
+                    "seconds > 0 (`30`) or a duration (`30s`, `5m`, `1h`, `500ms`, `1m30s`), or `none` for no timeout",
                 ),
             }
         }
@@ -308,26 +308,20 @@ fn example_for(field: &str, expected: &str) -> String {
     format!("{expected}{eg}")
 }
 
-/// `30`, `2.5`, `30s`, `5m`, `1h`, `none`/`off`/`` → seconds (`None` = no timeout).
+/// `30`, `2.5` (bare seconds), `30s`, `5m`, `1h`, `500ms`, `1m30s` (the shared
+/// [`flowloom_core::duration`] forms), `none`/`off`/`` → seconds (`None` = no timeout).
 fn parse_timeout(v: &str) -> Option<Option<f64>> {
-    let v = v.trim().to_ascii_lowercase();
-    if v.is_empty() || v == "none" || v == "off" {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") {
         return Some(None);
     }
-    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = v.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (v.as_str(), 1.0)
-    };
-    let x: f64 = num.trim().parse().ok()?;
-    let secs = x * mult;
-    (secs > 0.0 && secs.is_finite()).then_some(Some(secs))
+    if v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = v.parse().ok()?;
+        return (secs > 0.0 && secs.is_finite()).then_some(Some(secs));
+    }
+    flowloom_core::duration::parse_positive(v)
+        .ok()
+        .map(|d| Some(d.as_secs_f64()))
 }
 
 fn read_file(path: &Path) -> Result<FrameworkConfig, ConfigError> {
@@ -362,5 +356,8 @@ mod tests {
         assert_eq!(parse_timeout("none"), Some(None));
         assert_eq!(parse_timeout("-1"), None);
         assert_eq!(parse_timeout("soon"), None);
+        assert_eq!(parse_timeout("1m30s"), Some(Some(90.0)));
+        assert_eq!(parse_timeout("500ms"), Some(Some(0.5)));
+        assert_eq!(parse_timeout("0s"), None);
     }
 }

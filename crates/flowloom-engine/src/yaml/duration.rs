@@ -25,17 +25,9 @@ impl DurationStr {
     }
 }
 
-/// Why a duration could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration `{found}`: {reason}; write a number followed by a unit (ms, s, m, h), e.g. \"30s\", \"5m\", \"1h\""
-)]
-pub struct DurationError {
-    /// The text found.
-    pub found: String,
-    /// What was wrong with it.
-    pub reason: String,
-}
+/// Why a duration could not be read (the text found and what was wrong with it): the shared
+/// [`flowloom_core::duration::DurationError`].
+pub use flowloom_core::duration::DurationError;
 
 impl std::str::FromStr for DurationStr {
     type Err = DurationError;
@@ -45,51 +37,12 @@ impl std::str::FromStr for DurationStr {
     }
 }
 
-/// Parses `"30s"`, `"5m"`, `"1h"`, `"250ms"`, `"1.5h"`, `"1h30m"`. A duration must be > 0.
+/// Parses `"30s"`, `"5m"`, `"1h"`, `"250ms"`, `"1.5h"`, `"1h30m"` (also `us`, and spaces
+/// between a number and its unit). A duration must be > 0 and at most a year. This is
+/// [`flowloom_core::duration::parse_positive`], the rule the mock's scripts, the configuration
+/// loader and the command line share.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let err = |reason: &str| DurationError {
-        found: text.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(err("it is empty"));
-    }
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    let mut total = 0f64;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-            i += 1;
-        }
-        if start == i {
-            return Err(err("expected a number"));
-        }
-        let number: f64 = s[start..i]
-            .parse()
-            .map_err(|_| err("the number is not valid"))?;
-        let ustart = i;
-        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let factor = match &s[ustart..i] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(err("the unit is missing")),
-            _ => return Err(err("the unit is not one of ms, s, m, h")),
-        };
-        total += number * factor;
-    }
-    if !(total.is_finite()) || total <= 0.0 {
-        return Err(err("it must be longer than zero"));
-    }
-    if total > 365.0 * 24.0 * 3600.0 {
-        return Err(err("it is longer than a year"));
-    }
-    Ok(Duration::from_secs_f64(total))
+    flowloom_core::duration::parse_positive(text)
 }
 
 impl fmt::Display for DurationStr {
