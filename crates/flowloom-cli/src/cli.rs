@@ -94,9 +94,10 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// `--timeout` values, as the workflow format writes durations (`30s`, `5m`, `1h`, `500ms`).
+/// `--timeout` values, as the workflow format writes durations (`30s`, `5m`, `1h`, `500ms`,
+/// `1m30s`): the shared rule of [`flowloom_core::duration::parse_positive`].
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    flowloom_engine::yaml::parse_duration(s).map_err(|e| e.to_string())
+    flowloom_core::duration::parse_positive(s).map_err(|e| e.to_string())
 }
 
 /// `flowloom validate`.
@@ -224,5 +225,18 @@ mod tests {
             Cli::try_parse_from(["flowloom", "run", "wf.yaml", "--timeout", "soon"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("30s"), "{err}");
+        assert!(err.to_string().contains("`soon`"), "{err}");
+    }
+
+    #[test]
+    fn timeout_takes_compound_durations() {
+        let Command::Run(r) =
+            Cli::try_parse_from(["flowloom", "run", "wf.yaml", "--timeout", "1m30s"])
+                .unwrap()
+                .command
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(r.timeout, Some(std::time::Duration::from_secs(90)));
     }
 }
