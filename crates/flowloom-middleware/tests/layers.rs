@@ -893,3 +893,23 @@ async fn the_recommended_stack_retries_limits_and_answers() {
             .is_ok()
     );
 }
+
+#[test]
+fn token_estimates_count_characters_like_the_budget_layer() {
+    // 8 characters, 16 UTF-8 bytes: 2 tokens, + 4 per message, + max_tokens.
+    let req = LlmRequest::new("m", "éééééééé").with_max_tokens(10);
+    assert_eq!(
+        flowloom_middleware::rate_limit::estimate_tokens(&req),
+        req.estimated_prompt_tokens() + 10
+    );
+    assert_eq!(
+        flowloom_middleware::rate_limit::estimate_tokens(&req),
+        2 + 4 + 10
+    );
+    let emb =
+        flowloom_core::EmbeddingRequest::new("e", vec!["éééé".to_owned(), "abcde".to_owned()]);
+    assert_eq!(
+        flowloom_middleware::rate_limit::estimate_embedding_tokens(&emb),
+        1 + 2
+    );
+}

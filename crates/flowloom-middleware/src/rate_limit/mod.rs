@@ -66,9 +66,13 @@ pub fn estimate_tokens(req: &LlmRequest) -> u64 {
     req.estimated_prompt_tokens() + u64::from(req.max_tokens)
 }
 
-/// The estimated tokens of an embedding request: `ceil(bytes / 4)` over every input.
+/// The estimated tokens of an embedding request: `ceil(characters / 4)` over every input
+/// ([`flowloom_core::estimate_text_tokens`], as for chat messages and the budget layer).
 pub fn estimate_embedding_tokens(req: &EmbeddingRequest) -> u64 {
-    req.input.iter().map(|t| (t.len() as u64).div_ceil(4)).sum()
+    req.input
+        .iter()
+        .map(|t| flowloom_core::estimate_text_tokens(t))
+        .sum()
 }
 
 /// Limits for a [`RateLimitLayer`]; build with [`RateLimit::builder`].
