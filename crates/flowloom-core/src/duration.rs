@@ -155,7 +155,10 @@ mod tests {
             assert_eq!(e.found, bad);
             let msg = e.to_string();
             assert!(msg.contains(&format!("`{bad}`")), "{msg}");
-            assert!(msg.contains("e.g. \"30s\", \"5m\", \"1h\", \"500ms\""), "{msg}");
+            assert!(
+                msg.contains("e.g. \"30s\", \"5m\", \"1h\", \"500ms\""),
+                "{msg}"
+            );
         }
     }
 
