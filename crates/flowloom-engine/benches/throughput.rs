@@ -397,8 +397,18 @@ fn cpu_time() -> Duration {
 fn experiment() {
     let rt = multi_thread();
     let mock = slow_mock("10ms");
-    let (runs, conc) = (20_000usize, 10_000usize);
+    // `FLOWLOOM_EXP_CONC` changes how many runs are in flight (20,000 runs in all).
+    let conc = std::env::var("FLOWLOOM_EXP_CONC")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000usize);
+    let runs = 20_000usize.div_ceil(conc) * conc;
+    // `FLOWLOOM_EXP_ONLY` runs only the variants whose name contains it (for profiling).
+    let only = std::env::var("FLOWLOOM_EXP_ONLY").unwrap_or_default();
     let report = |name: &str, f: &dyn Fn() -> Duration| {
+        if !name.contains(only.as_str()) {
+            return;
+        }
         let c0 = cpu_time();
         let d = f();
         println!(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,7 +52,10 @@ pub(crate) struct RunShared {
     pub(crate) correlation_id: Uuid,
     pub(crate) input: Value,
     pub(crate) vars: Map<String, Value>,
-    pub(crate) cancel: CancellationToken,
+    /// The run's cancellation token. Set at the start when anything can cancel the run or
+    /// watch the token; otherwise made only if something asks for it (a run nobody can
+    /// cancel needs no token: no allocation, no lock on every check).
+    cancel: OnceLock<CancellationToken>,
     pub(crate) llm_calls: AtomicU64,
     pub(crate) llm_calls_without_usage: AtomicU64,
     pub(crate) call_stack: Vec<Arc<str>>,
@@ -60,6 +63,29 @@ pub(crate) struct RunShared {
     /// False when nothing can cancel the run (no token given, no plugin or sub-workflow to
     /// watch it): the scheduler then does not wait on the token.
     cancellable: bool,
+}
+
+impl RunShared {
+    /// The run's cancellation token (made on first use when the run started without one).
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        self.cancel.get_or_init(CancellationToken::new)
+    }
+
+    /// True when the run has been cancelled.
+    fn is_cancelled(&self) -> bool {
+        self.cancel
+            .get()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+}
+
+/// A token cell: set when there is a token to keep, empty otherwise.
+fn token_cell(token: Option<CancellationToken>) -> OnceLock<CancellationToken> {
+    let cell = OnceLock::new();
+    if let Some(t) = token {
+        let _ = cell.set(t);
+    }
+    cell
 }
 
 pub(crate) fn status_code(s: WorkflowStatus) -> u8 {
@@ -101,7 +127,12 @@ pub(crate) async fn run_top(
         ));
     }
     let deadline = timeout.map(|t| started + t);
-    let mut stack = vec![Arc::clone(&wf.0.name)];
+    // The call stack (for cycle checks) matters only to a workflow that can call others:
+    // one with sub-workflow, plugin or custom-kind steps. Others skip the allocation.
+    let mut stack = Vec::new();
+    if wf.0.observes_cancel {
+        stack.push(Arc::clone(&wf.0.name));
+    }
     let plugins = preflight(engine, wf, &mut stack)?;
     let vars = merge_vars(wf, opts.vars, "<caller>")?;
     let inner = &engine.0;
@@ -131,6 +162,11 @@ pub(crate) async fn run_top(
         }
     };
     let cancellable = opts.cancel.is_some() || wf.0.observes_cancel;
+    let cancel = match opts.cancel {
+        Some(t) => Some(t),
+        None if cancellable => Some(CancellationToken::new()),
+        None => None,
+    };
     let shared = Arc::new(RunShared {
         cancellable,
         engine: engine.clone(),
@@ -139,7 +175,7 @@ pub(crate) async fn run_top(
         correlation_id: opts.correlation_id.unwrap_or_else(crate::exec::new_id),
         input: opts.input,
         vars,
-        cancel: opts.cancel.unwrap_or_default(),
+        cancel: token_cell(cancel),
         llm_calls: AtomicU64::new(0),
         llm_calls_without_usage: AtomicU64::new(0),
         call_stack: stack,
@@ -192,7 +228,7 @@ pub(crate) async fn run_child(
         correlation_id: parent.correlation_id,
         input,
         vars,
-        cancel: parent.cancel.child_token(),
+        cancel: token_cell(Some(parent.cancel_token().child_token())),
         llm_calls: AtomicU64::new(0),
         llm_calls_without_usage: AtomicU64::new(0),
         call_stack: stack,
@@ -581,7 +617,8 @@ async fn run_scheduler(
     };
     let max = shared.engine.0.max_steps;
     let mut in_flight = Pool::default();
-    let cancel = shared.cancel.clone();
+    // `Some` exactly when the run is cancellable (a token is made up front then).
+    let cancel = shared.cancel.get().cloned();
     let mut cancel_seen = false;
     let mut timed_out = false;
     // A step running alone is awaited directly (the common case of a plain sequence);
@@ -590,7 +627,7 @@ async fn run_scheduler(
     // The run's deadline: one timer for the whole run.
     let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     loop {
-        if !cancel_seen && cancel.is_cancelled() {
+        if !cancel_seen && cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
             cancel_seen = true;
             sch.stop.get_or_insert(Stop::Cancelled);
         }
@@ -642,28 +679,31 @@ async fn run_scheduler(
         }
         let had_solo = solo.is_some();
         let next = next_done(&mut solo, &mut in_flight);
-        let ignore_cancel = cancel_seen || !shared.cancellable;
-        let done = match sleep.as_mut() {
-            None if ignore_cancel => next.await,
-            None => {
+        let watch = match &cancel {
+            Some(c) if !cancel_seen && shared.cancellable => Some(c),
+            _ => None,
+        };
+        let done = match (sleep.as_mut(), watch) {
+            (None, None) => next.await,
+            (None, Some(c)) => {
                 tokio::select! {
                     biased;
                     d = next => d,
-                    () = cancel.cancelled() => continue,
+                    () = c.cancelled() => continue,
                 }
             }
-            Some(s) if ignore_cancel => {
+            (Some(s), None) => {
                 tokio::select! {
                     biased;
                     x = next => x,
                     () = s.as_mut() => { timed_out = true; None }
                 }
             }
-            Some(s) => {
+            (Some(s), Some(c)) => {
                 tokio::select! {
                     biased;
                     x = next => x,
-                    () = cancel.cancelled() => continue,
+                    () = c.cancelled() => continue,
                     () = s.as_mut() => { timed_out = true; None }
                 }
             }
@@ -703,7 +743,9 @@ async fn run_scheduler(
         }
         drop(in_flight);
         drop(solo);
-        shared.cancel.cancel();
+        if let Some(c) = shared.cancel.get() {
+            c.cancel();
+        }
         for p in claimed {
             let _ = AssertUnwindSafe(async { p.plugin.cleanup(&p.rt).await })
                 .catch_unwind()
@@ -760,7 +802,7 @@ async fn run_scheduler(
     let base = shared.run_id.as_u128();
     let steps: Vec<StepResult> = sch
         .slots
-        .iter()
+        .iter_mut()
         .zip(sch.outputs.iter_mut())
         .enumerate()
         .map(|(i, (slot, out))| StepResult {
@@ -768,9 +810,9 @@ async fn run_scheduler(
             name: String::from(&*wf.names[i]),
             status: slot.status,
             output: out.take(),
-            error: slot.error.clone(),
+            error: slot.error.take(),
             duration_ms: slot.duration_ms,
-            token_usage: slot.usage.clone(),
+            token_usage: slot.usage.take(),
         })
         .collect();
     let mut metrics = ExecutionMetrics::from_steps(&steps, ms(total));
@@ -1190,7 +1232,7 @@ impl Scheduler<'_> {
     fn finish(&mut self, done: StepDone) {
         // A step that ends after the run was cancelled (perhaps because of it) does not turn
         // the cancellation into a failure.
-        if self.stop.is_none() && self.shared.cancel.is_cancelled() {
+        if self.stop.is_none() && self.shared.is_cancelled() {
             self.stop = Some(Stop::Cancelled);
         }
         let i = done.idx;

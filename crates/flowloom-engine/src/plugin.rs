@@ -166,7 +166,7 @@ impl StepRuntime {
     /// The run's cancellation token: cancelled when the run is cancelled or times out. A
     /// long-running plugin should stop early when it fires.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.run.cancel
+        self.run.cancel_token()
     }
 
     fn scope(&self) -> Scope<'_> {
