@@ -1,10 +1,10 @@
 //! [`RunHandle`]: a run started with [`Engine::start`](crate::Engine::start).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flowloom_core::{WorkflowResult, WorkflowStatus};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -19,7 +19,16 @@ struct Shared {
     status: Arc<AtomicU8>,
     /// Boxed: a run in flight keeps only a pointer's worth of room for its result.
     result: Mutex<Option<Box<Outcome>>>,
-    done: watch::Sender<bool>,
+    /// Set once the result is stored; `notify` wakes whoever waits for it. (Smaller than a
+    /// watch channel: this is kept for every run started with a handle.)
+    done: AtomicBool,
+    notify: Notify,
+}
+
+impl Shared {
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
 }
 
 /// Stores a run's outcome in its handle; if the run's task is dropped first (its runtime shut
@@ -36,7 +45,8 @@ impl Finish {
         if let Ok(mut slot) = self.0.result.lock() {
             *slot = Some(Box::new(out));
         }
-        self.0.done.send_replace(true);
+        self.0.done.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
     }
 
     fn finish(self, out: Outcome) {
@@ -46,7 +56,7 @@ impl Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        if !*self.0.done.borrow() {
+        if !self.0.is_done() {
             self.store(Err(RunError::Runtime(
                 "the run was dropped before it ended (its runtime shut down)".to_owned(),
             )));
@@ -72,7 +82,6 @@ pub struct RunHandle {
     workflow: String,
     cancel: CancellationToken,
     shared: Arc<Shared>,
-    done: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for RunHandle {
@@ -98,18 +107,17 @@ impl RunHandle {
         options.cancel = Some(cancel.clone());
         let status = Arc::new(AtomicU8::new(exec::status_code(WorkflowStatus::Pending)));
         options.status = Some(Arc::clone(&status));
-        let (tx, rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             status,
             result: Mutex::new(None),
-            done: tx,
+            done: AtomicBool::new(false),
+            notify: Notify::new(),
         });
         let handle = RunHandle {
             id,
             workflow: workflow.name().to_owned(),
             cancel,
             shared: Arc::clone(&shared),
-            done: rx,
         };
         match rt {
             Ok(rt) => {
@@ -142,7 +150,7 @@ impl RunHandle {
 
     /// True once the run has ended and its result is stored.
     pub fn is_finished(&self) -> bool {
-        *self.done.borrow()
+        self.shared.is_done()
     }
 
     /// Cancels the run gracefully: steps in flight finish (their model calls are counted),
@@ -153,8 +161,16 @@ impl RunHandle {
 
     /// Waits until the run has ended, without taking the result.
     pub async fn wait(&self) {
-        let mut rx = self.done.clone();
-        let _ = rx.wait_for(|d| *d).await;
+        loop {
+            // Registered before the check, so a result stored in between still wakes it.
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.is_done() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Takes the result if the run has ended; `None` while it runs (or once taken).
