@@ -546,12 +546,14 @@ enum Prepared {
     Done(StepDone),
 }
 
-async fn execute(
+/// The run inside its workflow span. A plain function (not `async`): the run's state is
+/// the scheduler's alone, without a second copy of its arguments around it.
+fn execute(
     shared: Arc<RunShared>,
     plugins: Vec<Option<Arc<dyn StepPlugin>>>,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
-) -> WorkflowResult {
+) -> impl std::future::Future<Output = WorkflowResult> + Send + 'static {
     let span = tracing::info_span!(
         SPAN_WORKFLOW,
         { WORKFLOW_NAME } = %shared.workflow.name(),
@@ -559,10 +561,7 @@ async fn execute(
         { CORRELATION_ID } = %shared.correlation_id,
         { WORKFLOW_STATUS } = tracing::field::Empty,
     );
-    let s2 = span.clone();
-    run_scheduler(shared, plugins, deadline, timeout, s2)
-        .instrument(span)
-        .await
+    run_scheduler(shared, plugins, deadline, timeout).instrument(span)
 }
 
 async fn run_scheduler(
@@ -570,7 +569,6 @@ async fn run_scheduler(
     plugins: Vec<Option<Arc<dyn StepPlugin>>>,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
-    span: Span,
 ) -> WorkflowResult {
     let created_at = OffsetDateTime::now_utc();
     let started = Instant::now();
@@ -832,6 +830,8 @@ async fn run_scheduler(
         created_at,
         completed_at: Some(OffsetDateTime::now_utc()),
     };
+    // Polled inside the workflow span (`execute`), so the current span is that one.
+    let span = Span::current();
     if !span.is_disabled() {
         span.record(WORKFLOW_STATUS, status.as_str());
     }
