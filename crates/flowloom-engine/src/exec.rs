@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
@@ -1028,38 +1028,24 @@ impl Scheduler<'_> {
                     correlation_id: Some(self.shared.correlation_id),
                     provider: Some(Arc::clone(&pname)),
                 };
-                let mut svc = svc;
-                // Without hooks to run first, a service that is ready at once is called here:
-                // the step then holds only the call's future, not the request and the service
-                // waiting in a `Oneshot` (a smaller step, nothing moved twice). Otherwise the
-                // call waits for readiness (and the hooks) when the step is polled. A panic
-                // in the service fails the step exactly as one inside the step would.
-                let mut req = Some(req);
-                let call = if l.step_event.is_none() {
-                    let tried = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        let mut cx = Context::from_waker(std::task::Waker::noop());
-                        match svc.poll_ready(&mut cx) {
-                            Poll::Ready(Ok(())) => req.take().map(|r| svc.call(r)),
-                            _ => None,
-                        }
-                    }));
-                    match tried {
-                        Ok(call) => call,
-                        Err(p) => return launch(l, rethrow(p)),
-                    }
-                } else {
-                    None
-                };
-                match (call, req) {
-                    (Some(call), _) => {
-                        drop(svc);
-                        launch(l, call.map(move |res| llm_body(&pname, res)))
-                    }
-                    (None, Some(req)) => {
-                        launch(l, svc.oneshot(req).map(move |res| llm_body(&pname, res)))
-                    }
-                    (None, None) => fail_started(l, "the model request was lost before the call"),
-                }
+                launch(
+                    l,
+                    svc.oneshot(req)
+                        .map(move |res: Result<LlmResponse, LlmError>| match res {
+                            Ok(r) => Body {
+                                without_usage: u64::from(r.usage.is_none()),
+                                outcome: Ok(Value::String(r.content)),
+                                usage: r.usage,
+                                llm_calls: 1,
+                            },
+                            Err(e) => Body {
+                                outcome: Err(provider_error(&pname, &e)),
+                                usage: None,
+                                llm_calls: 1,
+                                without_usage: 0,
+                            },
+                        }),
+                )
             }
             StepImpl::Transform(f) => {
                 let ctx = self.step_context(i, self.step_config(step));
@@ -1470,30 +1456,6 @@ impl<B: std::future::Future<Output = Body>> std::future::Future for StepFuture<B
     }
 }
 
-/// A panic caught outside a step, raised again inside it (where the step's panic isolation
-/// turns it into the step's failure).
-async fn rethrow(p: Box<dyn std::any::Any + Send>) -> Body {
-    std::panic::resume_unwind(p)
-}
-
-/// What a model step's call produced.
-fn llm_body(provider: &str, res: Result<LlmResponse, LlmError>) -> Body {
-    match res {
-        Ok(r) => Body {
-            without_usage: u64::from(r.usage.is_none()),
-            outcome: Ok(Value::String(r.content)),
-            usage: r.usage,
-            llm_calls: 1,
-        },
-        Err(e) => Body {
-            outcome: Err(provider_error(provider, &e)),
-            usage: None,
-            llm_calls: 1,
-            without_usage: 0,
-        },
-    }
-}
-
 /// What a step's body produced.
 struct Body {
     outcome: Result<Value, String>,
@@ -1536,54 +1498,4 @@ fn render_with(
             Value::Object(m)
         }
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::panic, clippy::unwrap_used)]
-mod tests {
-    use std::task::{Context, Poll};
-
-    use flowloom_core::{LlmError, LlmRequest, LlmResponse};
-
-    use crate::{Engine, Workflow};
-
-    /// A service that panics in `poll_ready` or in `call` itself (not in its future).
-    #[derive(Clone)]
-    struct Panics {
-        in_ready: bool,
-    }
-
-    impl tower::Service<LlmRequest> for Panics {
-        type Response = LlmResponse;
-        type Error = LlmError;
-        type Future = std::future::Ready<Result<LlmResponse, LlmError>>;
-
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-            if self.in_ready {
-                panic!("not ready, exploded");
-            }
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _req: LlmRequest) -> Self::Future {
-            panic!("call exploded");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_service_panicking_outside_its_future_fails_only_its_step() {
-        for (in_ready, msg) in [(false, "call exploded"), (true, "not ready, exploded")] {
-            let engine = Engine::builder()
-                .provider("p", Panics { in_ready })
-                .no_default_stack()
-                .build()
-                .unwrap();
-            let wf = Workflow::builder("t").llm("a", "x").build().unwrap();
-            let err = engine.run(&wf, "x").await.unwrap_err();
-            assert!(err.to_string().contains(msg), "{err}");
-            assert!(err.to_string().contains(r#"step "a" failed"#), "{err}");
-            // The engine goes on serving runs.
-            assert_eq!(engine.runs_in_flight(), 0);
-        }
-    }
 }
