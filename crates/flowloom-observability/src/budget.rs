@@ -508,6 +508,21 @@ fn settle_response(
     }
 }
 
+impl<S> BudgetService<S> {
+    /// Reserves a chat call's estimate (prompt estimate in, `max_tokens` out), streamed or not.
+    fn reserve_chat(&self, req: &LlmRequest) -> Result<Reservation, LlmError> {
+        let input = estimate_prompt_tokens(req);
+        let output = u64::from(req.max_tokens);
+        let estimate = Charge {
+            input,
+            output,
+            cost: self.budget.price(&req.model, input, output),
+        };
+        self.budget
+            .reserve(req.context.run_id, &req.model, estimate)
+    }
+}
+
 impl<S> Service<LlmRequest> for BudgetService<S>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
@@ -522,17 +537,7 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let input = estimate_prompt_tokens(&req);
-        let output = u64::from(req.max_tokens);
-        let estimate = Charge {
-            input,
-            output,
-            cost: self.budget.price(&req.model, input, output),
-        };
-        let mut reservation = match self
-            .budget
-            .reserve(req.context.run_id, &req.model, estimate)
-        {
+        let mut reservation = match self.reserve_chat(&req) {
             Ok(r) => r,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
@@ -601,21 +606,10 @@ where
     }
 
     fn call(&mut self, req: StreamRequest) -> Self::Future {
-        let input = estimate_prompt_tokens(&req.0);
-        let output = u64::from(req.0.max_tokens);
-        let estimate = Charge {
-            input,
-            output,
-            cost: self.budget.price(&req.0.model, input, output),
+        let mut reservation = match self.reserve_chat(&req.0) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let mut reservation =
-            match self
-                .budget
-                .reserve(req.0.context.run_id, &req.0.model, estimate)
-            {
-                Ok(r) => r,
-                Err(e) => return Box::pin(std::future::ready(Err(e))),
-            };
         let fut = self.inner.call(req);
         Box::pin(async move {
             match fut.await {
