@@ -487,21 +487,35 @@ fn transition_workflow(shared: &RunShared, status: WorkflowStatus) {
     );
 }
 
+/// One step transition event at a fixed level (`tracing` needs the level as a constant).
+macro_rules! step_event {
+    ($level:expr, $shared:expr, $step:expr, $status:expr) => {
+        tracing::event!(
+            target: "flowloom::transition",
+            $level,
+            {
+                { WORKFLOW_ID } = %$shared.run_id,
+                { WORKFLOW_NAME } = %$shared.workflow.name(),
+                { CORRELATION_ID } = %$shared.correlation_id,
+                { STEP_NAME } = %$step.name,
+                { STEP_KIND } = %$step.kind_label,
+                { STEP_STATUS } = $status.as_str(),
+            },
+            "step {}",
+            $status.as_str()
+        )
+    };
+}
+
+/// Logs a step's transition: at INFO when it ends (terminal states carry what a reader of the
+/// log wants per step), at DEBUG for `PENDING` and `RUNNING`, so a run at the INFO level writes
+/// one line per step rather than three.
 fn transition_step(shared: &RunShared, step: &StepDef, status: StepStatus) {
-    tracing::event!(
-        target: "flowloom::transition",
-        tracing::Level::INFO,
-        {
-            { WORKFLOW_ID } = %shared.run_id,
-            { WORKFLOW_NAME } = %shared.workflow.name(),
-            { CORRELATION_ID } = %shared.correlation_id,
-            { STEP_NAME } = %step.name,
-            { STEP_KIND } = %step.kind_label,
-            { STEP_STATUS } = status.as_str(),
-        },
-        "step {}",
-        status.as_str()
-    );
+    if matches!(status, StepStatus::Pending | StepStatus::Running) {
+        step_event!(tracing::Level::DEBUG, shared, step, status);
+    } else {
+        step_event!(tracing::Level::INFO, shared, step, status);
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -63,7 +63,7 @@ mod capture {
     impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Captured {
         fn on_event(&self, e: &Event<'_>, _ctx: Context<'_, S>) {
             if e.metadata().target() == "flowloom::transition" {
-                let mut f = Vec::new();
+                let mut f = vec![("level".to_owned(), e.metadata().level().to_string())];
                 e.record(&mut V(&mut f));
                 self.events.lock().unwrap().push(f);
             }
@@ -117,6 +117,23 @@ async fn transitions_are_traced_with_ids_and_steps_nest_under_the_workflow_span(
         .filter_map(|e| get(e, "step.status"))
         .collect();
     assert_eq!(a_states, ["PENDING", "RUNNING", "COMPLETED"]);
+    // At INFO a run logs its own transitions and each step's end; a step's PENDING and
+    // RUNNING are DEBUG.
+    let levels: Vec<(Option<String>, String, String)> = events
+        .iter()
+        .map(|e| {
+            let status = get(e, "step.status").or(get(e, "workflow.status")).unwrap();
+            (get(e, "step.name"), status, get(e, "level").unwrap())
+        })
+        .collect();
+    for (step, status, level) in &levels {
+        let want = if step.is_some() && (status == "PENDING" || status == "RUNNING") {
+            "DEBUG"
+        } else {
+            "INFO"
+        };
+        assert_eq!(level, want, "{step:?} {status}");
+    }
     for e in &events {
         assert_eq!(get(e, "workflow.id"), Some(r.workflow_id.to_string()));
         assert_eq!(get(e, "correlation_id"), Some(cid.to_string()));
