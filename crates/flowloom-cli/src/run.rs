@@ -21,7 +21,7 @@ use crate::providers::{MOCK, Providers, Route, Target};
 
 /// Loads a workflow file and every workflow it calls; a problem is a definition error
 /// listing every diagnostic.
-fn load_set(path: &Path) -> Result<WorkflowSet, CliError> {
+pub(crate) fn load_set(path: &Path) -> Result<WorkflowSet, CliError> {
     WorkflowSet::load(path).map_err(|e| match e {
         LowerError::Load(YamlError::Invalid(d)) => {
             CliError::Definition(d.to_string().trim_end().to_owned())

@@ -456,6 +456,15 @@ impl WorkflowSet {
         self.loaded.get(name)
     }
 
+    /// The definition the `template` step `step` of the workflow `caller` runs: the called
+    /// workflow with the step's own provider, model, temperature, max_tokens, servers,
+    /// skills and timeout passed through, as the run uses it. `None` when the step calls no
+    /// workflow of the set.
+    pub fn called_by(&self, caller: &str, step: &YStep) -> Option<LoadedWorkflow> {
+        let called = self.loaded.get(&step.template.as_ref()?.name)?;
+        Some(pass_through(caller, called, step).unwrap_or_else(|| called.clone()))
+    }
+
     /// Every workflow's name.
     pub fn names(&self) -> Vec<&str> {
         self.loaded.keys().map(String::as_str).collect()
