@@ -1,9 +1,26 @@
-//! What observability adds to a run: the engine's 3-step workflow (three model calls on a
-//! zero-latency mock provider) with observability off, with JSON logs at INFO to a sink (the
-//! full subscriber plus the GenAI span layer), with the token-accounting layer alone, and with
-//! all of it, measured in the same process and reported as ratios against "off".
+//! What observability adds to a run: the engine's 3-step workflow (three model calls) with
+//! observability off, with JSON logs at INFO to a sink (the full subscriber plus the GenAI span
+//! layer), with the token-accounting layer alone, and with all of it, measured in the same
+//! process, the setups interleaved round by round, and reported against "off".
 //!
-//! Run: `cargo bench -p flowloom-observability --bench overhead`.
+//! Two tables:
+//!
+//! 1. **Zero-latency provider** (an echo mock, `current_thread` runtime, one run at a time):
+//!    the absolute CPU cost per run, which is what a user pays whatever the provider. Against
+//!    a run that itself costs a few microseconds, the ratio is large for anything that writes
+//!    log lines; the µs column is the figure to read.
+//! 2. **1 ms provider** (`multi_thread` runtime with 2 workers, 4 runs in flight): the mean
+//!    latency of a run as a caller sees it, and the CPU it costs. The mock waits through the
+//!    blocking adapter (`std::thread::sleep`, precise to tens of µs): on tokio's timer every
+//!    wait is rounded up to a millisecond tick, so a few µs of work either crosses a tick
+//!    (+1 ms) or not (+0), and runs woken by the same tick queue behind each other.
+//!
+//! CPU per run is the process's CPU time (every thread, `CLOCK_PROCESS_CPUTIME_ID`) over the
+//! runs; "n/a" where the platform has no such clock.
+//!
+//! Run: `cargo bench -p flowloom-observability --bench overhead`. For profiling, set
+//! `FLOWLOOM_BENCH_ONLY` to a comma-separated list of setup keys (`off,json,acct,all,raw,id`)
+//! and/or `FLOWLOOM_BENCH_TABLE` to `zero`, `layer` or `latency`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io;
@@ -17,11 +34,15 @@ use flowloom_observability::{
 };
 use flowloom_provider_mock::MockProvider;
 
-const RUNS_PER_SAMPLE: u32 = 2_000;
+/// The target: what observability may add to a run.
+const TARGET_ADDED: f64 = 0.10;
 const ROUNDS: usize = 5;
 const WARMUP: u32 = 20;
-/// Runs per sample with a 1 ms provider (each run waits ≥ 3 ms).
-const SLOW_RUNS_PER_SAMPLE: u32 = 150;
+/// Zero latency: runs per sample, one after another.
+const RUNS_PER_SAMPLE: u32 = 2_000;
+/// 1 ms provider: runs in flight at once, and runs per sample.
+const IN_FLIGHT: u32 = 4;
+const SLOW_RUNS_PER_SAMPLE: u32 = IN_FLIGHT * 100;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
@@ -46,6 +67,22 @@ impl Setup {
             Setup::EmptyLayer => "(an identity layer)",
         }
     }
+    fn key(self) -> &'static str {
+        match self {
+            Setup::Off => "off",
+            Setup::JsonLogs => "json",
+            Setup::Accounting => "acct",
+            Setup::All => "all",
+            Setup::JsonNoRedaction => "raw",
+            Setup::EmptyLayer => "id",
+        }
+    }
+    fn logs(self) -> bool {
+        matches!(self, Setup::JsonLogs | Setup::All | Setup::JsonNoRedaction)
+    }
+    fn accounts(self) -> bool {
+        matches!(self, Setup::Accounting | Setup::All)
+    }
 }
 
 fn workflow() -> Workflow {
@@ -63,26 +100,29 @@ fn engine(
     config: &ObservabilityConfig,
     latency_ms: u64,
 ) -> Engine {
-    let mock = if latency_ms == 0 {
-        MockProvider::echo()
-    } else {
-        MockProvider::from_yaml_str(&format!(
-            "default: {{ respond: \"a short answer\", latency: {latency_ms}ms }}"
-        ))
-        .unwrap()
-    }
-    .with_recording(false);
     let mut b = Engine::builder().no_default_stack();
-    if matches!(setup, Setup::JsonLogs | Setup::All | Setup::JsonNoRedaction) {
+    if setup.logs() {
         b = b.layer(GenAiTraceLayer::from_config(config));
     }
     if setup == Setup::EmptyLayer {
         b = b.layer(tower::layer::util::Identity::new());
     }
-    if matches!(setup, Setup::Accounting | Setup::All) {
+    if setup.accounts() {
         b = b.layer(TokenAccountingLayer::new(ledger.clone()));
     }
-    b.provider("mock", mock).build().unwrap()
+    if latency_ms == 0 {
+        b = b.provider("mock", MockProvider::echo().with_recording(false));
+    } else {
+        // The blocking adapter waits with `std::thread::sleep` on the blocking pool: a
+        // precise wait, where tokio's timer would round every wait up to its millisecond tick.
+        let mock = MockProvider::from_yaml_str(&format!(
+            "default: {{ respond: \"a short answer\", latency: {latency_ms}ms }}"
+        ))
+        .unwrap()
+        .with_recording(false);
+        b = b.provider("mock", flowloom_core::provider::from_blocking(mock));
+    }
+    b.build().unwrap()
 }
 
 /// A sink that counts what is written.
@@ -108,108 +148,338 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Counting {
     }
 }
 
-/// Mean time per run over `RUNS_PER_SAMPLE` runs.
-fn sample(
-    rt: &tokio::runtime::Runtime,
-    setup: Setup,
-    out: &Counting,
-    latency_ms: u64,
-    runs: u32,
-) -> Duration {
+/// CPU time of the whole process (every thread) so far.
+#[cfg(unix)]
+fn process_cpu() -> Option<Duration> {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Some(Duration::new(
+        u64::try_from(t.tv_sec).ok()?,
+        u32::try_from(t.tv_nsec).ok()?,
+    ))
+}
+
+#[cfg(not(unix))]
+fn process_cpu() -> Option<Duration> {
+    None
+}
+
+/// One sample: mean wall time and CPU time per run.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+struct Env {
+    ledger: UsageLedger,
+    engine: Engine,
+    dispatch: tracing::Dispatch,
+    _guard: flowloom_observability::ObservabilityGuard,
+}
+
+fn env(setup: Setup, out: &Counting, latency_ms: u64) -> Env {
     let mut config = ObservabilityConfig::default().with_format(LogFormat::Json);
     if setup == Setup::JsonNoRedaction {
         config.redactor = Redactor::disabled();
     }
     let ledger = UsageLedger::new();
     let engine = engine(setup, &ledger, &config, latency_ms);
-    let wf = workflow();
-    let (dispatch, _guard) = flowloom_observability::build(&config, out.clone()).unwrap();
-    let _default = matches!(setup, Setup::JsonLogs | Setup::All | Setup::JsonNoRedaction)
-        .then(|| tracing::dispatcher::set_default(&dispatch));
-    let elapsed = rt.block_on(async {
-        // Warm up.
-        for _ in 0..WARMUP {
-            engine.run(&wf, "bench").await.unwrap();
-        }
-        let t = Instant::now();
-        for _ in 0..runs {
-            let r = engine.run(&wf, "bench").await.unwrap();
-            assert_eq!(r.metrics.llm_calls, 3);
-        }
-        t.elapsed()
-    });
-    if matches!(setup, Setup::Accounting | Setup::All) {
+    let (dispatch, guard) = if setup.logs() {
+        flowloom_observability::build(&config, out.clone()).unwrap()
+    } else {
+        // Observability off: no subscriber at all.
+        let (_, guard) = flowloom_observability::build(&config, io::sink).unwrap();
+        (tracing::Dispatch::none(), guard)
+    };
+    Env {
+        ledger,
+        engine,
+        dispatch,
+        _guard: guard,
+    }
+}
+
+fn check_ledger(setup: Setup, ledger: &UsageLedger, runs: u32) {
+    if setup.accounts() {
         assert_eq!(
             ledger.totals().calls,
             u64::from(runs + WARMUP) * 3,
             "every call is accounted"
         );
     }
-    elapsed / runs
 }
 
-fn table(rt: &tokio::runtime::Runtime, setups: &[Setup], latency_ms: u64, runs: u32) {
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
-    let counting: Vec<Counting> = setups.iter().map(|_| Counting::default()).collect();
-    // Interleave the setups so drift (other load on the machine) hits them all alike.
-    for _ in 0..ROUNDS {
-        for (i, s) in setups.iter().enumerate() {
-            samples[i].push(sample(rt, *s, &counting[i], latency_ms, runs));
-        }
-    }
-    let medians: Vec<Duration> = samples
-        .iter_mut()
-        .map(|v| {
-            v.sort();
-            v[v.len() / 2]
-        })
-        .collect();
-    let floor = medians[0];
-    println!();
-    println!(
-        "3-step workflow (3 model calls, provider latency {latency_ms} ms), median of {ROUNDS} rounds × {runs} runs"
-    );
-    println!(
-        "{:<36} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "setup", "per run", "vs off", "added", "lines/run", "bytes/run"
-    );
-    let total_runs = f64::from(runs + WARMUP) * ROUNDS as f64;
-    for ((s, m), c) in setups.iter().zip(&medians).zip(&counting) {
-        let ratio = m.as_secs_f64() / floor.as_secs_f64();
-        println!(
-            "{:<36} {:>10.1}µs {:>9.3}x {:>9.1}% {:>10.1} {:>10.0}",
-            s.label(),
-            m.as_secs_f64() * 1e6,
-            ratio,
-            (ratio - 1.0) * 100.0,
-            c.0.1.load(Ordering::Relaxed) as f64 / total_runs,
-            c.0.0.load(Ordering::Relaxed) as f64 / total_runs,
-        );
-    }
-}
-
-fn main() {
+/// Zero latency: `runs` runs one after another on a `current_thread` runtime.
+fn sample_sequential(setup: Setup, out: &Counting, runs: u32) -> Sample {
+    let e = env(setup, out, 0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    table(
-        &rt,
-        &[
-            Setup::Off,
-            Setup::JsonLogs,
-            Setup::Accounting,
-            Setup::All,
-            Setup::JsonNoRedaction,
-            Setup::EmptyLayer,
-        ],
-        0,
-        RUNS_PER_SAMPLE,
+    let wf = workflow();
+    let _default = tracing::dispatcher::set_default(&e.dispatch);
+    let (wall, cpu) = rt.block_on(async {
+        for _ in 0..WARMUP {
+            e.engine.run(&wf, "bench").await.unwrap();
+        }
+        let cpu0 = process_cpu();
+        let t = Instant::now();
+        for _ in 0..runs {
+            let r = e.engine.run(&wf, "bench").await.unwrap();
+            assert_eq!(r.metrics.llm_calls, 3);
+        }
+        let wall = t.elapsed();
+        (wall, process_cpu().zip(cpu0).map(|(b, a)| b - a))
+    });
+    check_ledger(setup, &e.ledger, runs);
+    Sample {
+        wall: wall / runs,
+        cpu: cpu.map(|c| c / runs),
+    }
+}
+
+/// 1 ms provider: `runs` runs, `IN_FLIGHT` at a time, on a 2-worker `multi_thread` runtime
+/// whose threads all log through the setup's subscriber. Wall is the mean latency of a run.
+fn sample_in_flight(setup: Setup, out: &Counting, latency_ms: u64, runs: u32) -> Sample {
+    let e = env(setup, out, latency_ms);
+    let d = e.dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The worker keeps this subscriber as its default until it ends with the runtime.
+            std::mem::forget(tracing::dispatcher::set_default(&d));
+        })
+        .build()
+        .unwrap();
+    let wf = Arc::new(workflow());
+    let engine = e.engine.clone();
+    let one = move |wf: Arc<Workflow>, engine: Engine| async move {
+        let t = Instant::now();
+        let r = engine.run(&wf, "bench").await.unwrap();
+        assert_eq!(r.metrics.llm_calls, 3);
+        t.elapsed()
+    };
+    let (latency, cpu) = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..WARMUP {
+            set.spawn(one(Arc::clone(&wf), engine.clone()));
+        }
+        while set.join_next().await.is_some() {}
+        let cpu0 = process_cpu();
+        let mut started = 0;
+        let mut total = Duration::ZERO;
+        while started < IN_FLIGHT.min(runs) {
+            set.spawn(one(Arc::clone(&wf), engine.clone()));
+            started += 1;
+        }
+        while let Some(r) = set.join_next().await {
+            total += r.unwrap();
+            if started < runs {
+                set.spawn(one(Arc::clone(&wf), engine.clone()));
+                started += 1;
+            }
+        }
+        (total, process_cpu().zip(cpu0).map(|(b, a)| b - a))
+    });
+    drop(rt);
+    check_ledger(setup, &e.ledger, runs);
+    Sample {
+        wall: latency / runs,
+        cpu: cpu.map(|c| c / runs),
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
+    let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
+    let mut cpus: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
+    let counting: Vec<Counting> = setups.iter().map(|_| Counting::default()).collect();
+    // Interleave the setups so drift (other load on the machine) hits them all alike.
+    for _ in 0..ROUNDS {
+        for (i, s) in setups.iter().enumerate() {
+            let sample = if latency_ms == 0 {
+                sample_sequential(*s, &counting[i], runs)
+            } else {
+                sample_in_flight(*s, &counting[i], latency_ms, runs)
+            };
+            walls[i].push(sample.wall);
+            if let Some(c) = sample.cpu {
+                cpus[i].push(c);
+            }
+        }
+    }
+    let walls: Vec<Duration> = walls.iter_mut().map(|v| median(v)).collect();
+    let cpus: Vec<Option<Duration>> = cpus
+        .iter_mut()
+        .map(|v| (!v.is_empty()).then(|| median(v)))
+        .collect();
+    let floor = walls[0];
+    let cpu_floor = cpus[0];
+    println!();
+    if latency_ms == 0 {
+        println!(
+            "3-step workflow, zero-latency provider, one run at a time (current_thread): \
+             median of {ROUNDS} rounds × {runs} runs"
+        );
+    } else {
+        println!(
+            "3-step workflow, {latency_ms} ms provider, {IN_FLIGHT} runs in flight \
+             (multi_thread, 2 workers): median of {ROUNDS} rounds × {runs} runs"
+        );
+    }
+    let wall_label = if latency_ms == 0 {
+        "wall/run"
+    } else {
+        "latency/run"
+    };
+    println!(
+        "{:<36} {:>12} {:>9} {:>10} {:>11} {:>11} {:>10} {:>10}",
+        "setup", wall_label, "added", "added %", "CPU/run", "CPU added", "lines/run", "bytes/run"
     );
-    table(
-        &rt,
-        &[Setup::Off, Setup::JsonLogs, Setup::Accounting, Setup::All],
-        1,
-        SLOW_RUNS_PER_SAMPLE,
+    let total_runs = f64::from(runs + WARMUP) * ROUNDS as f64;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mut verdicts = Vec::new();
+    for (i, s) in setups.iter().enumerate() {
+        let (m, c) = (walls[i], cpus[i]);
+        let added = us(m) - us(floor);
+        let pct = added / us(floor) * 100.0;
+        let cpu = c.map_or("n/a".to_owned(), |c| format!("{:.1}µs", us(c)));
+        let cpu_added = c.zip(cpu_floor).map_or("n/a".to_owned(), |(c, f)| {
+            format!("{:+.1}µs", us(c) - us(f))
+        });
+        println!(
+            "{:<36} {:>10.1}µs {:>+7.1}µs {:>+9.1}% {:>11} {:>11} {:>10.1} {:>10.0}",
+            s.label(),
+            us(m),
+            added,
+            pct,
+            cpu,
+            cpu_added,
+            counting[i].0.1.load(Ordering::Relaxed) as f64 / total_runs,
+            counting[i].0.0.load(Ordering::Relaxed) as f64 / total_runs,
+        );
+        if matches!(s, Setup::JsonLogs | Setup::Accounting | Setup::All) {
+            let ok = pct <= TARGET_ADDED * 100.0;
+            verdicts.push(format!(
+                "{} {:+.1}% ({})",
+                s.key(),
+                pct,
+                if ok { "meets" } else { "misses" }
+            ));
+        }
+    }
+    println!(
+        "verdict vs ≤{:.0}% added ({}): {}",
+        TARGET_ADDED * 100.0,
+        if latency_ms == 0 {
+            "zero-latency, CPU-bound"
+        } else {
+            "run latency with a 1 ms provider"
+        },
+        verdicts.join(", ")
     );
+}
+
+/// The accounting layer alone, around a service that answers at once: nanoseconds per call
+/// over the bare service, ledger writes included (new records, as in a long-lived ledger).
+fn layer_alone() {
+    use flowloom_core::{CallContext, LlmRequest, LlmResponse, TokenUsage};
+    use futures_util::FutureExt;
+    use tower::{Layer, Service};
+    const CALLS: u32 = 200_000;
+    let answer = LlmResponse::text("ok", "gpt-4o-mini", "mock").with_usage(TokenUsage::new(
+        12,
+        3,
+        "gpt-4o-mini",
+        "mock",
+    ));
+    let bare = tower::service_fn(move |_r: LlmRequest| {
+        std::future::ready(Ok::<_, flowloom_core::LlmError>(answer.clone()))
+    });
+    let request = LlmRequest::new("gpt-4o-mini", "hi").with_context(CallContext {
+        run_id: Some(uuid::Uuid::new_v4()),
+        workflow: Some("three-steps".into()),
+        step: Some("draft".into()),
+        correlation_id: Some(uuid::Uuid::new_v4()),
+        provider: Some("mock".into()),
+    });
+    fn time<S: Service<LlmRequest, Response = LlmResponse>>(svc: &mut S, r: &LlmRequest) -> f64 {
+        let t = Instant::now();
+        for _ in 0..CALLS {
+            let res = svc.call(r.clone()).now_or_never();
+            assert!(matches!(res, Some(Ok(_))));
+        }
+        t.elapsed().as_secs_f64() * 1e9 / f64::from(CALLS)
+    }
+    let mut floor = Vec::new();
+    let mut acct = Vec::new();
+    for _ in 0..ROUNDS {
+        floor.push(time(&mut bare.clone(), &request));
+        let ledger = UsageLedger::new();
+        acct.push(time(
+            &mut TokenAccountingLayer::new(ledger.clone()).layer(bare.clone()),
+            &request,
+        ));
+        assert_eq!(ledger.len(), CALLS as usize);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, a) = (med(&mut floor), med(&mut acct));
+    println!();
+    println!("token-accounting layer alone, median of {ROUNDS} rounds × {CALLS} calls");
+    println!(
+        "bare service {f:.0} ns/call, with the layer {a:.0} ns/call: {:+.0} ns per recorded call",
+        a - f
+    );
+}
+
+fn main() {
+    let only = std::env::var("FLOWLOOM_BENCH_ONLY").ok();
+    let keep = |setups: &[Setup]| -> Vec<Setup> {
+        let mut v: Vec<Setup> = setups
+            .iter()
+            .copied()
+            .filter(|s| {
+                only.as_deref()
+                    .is_none_or(|o| o.split(',').any(|k| k.trim() == s.key()))
+            })
+            .collect();
+        // "off" is the floor of every table.
+        if v.first() != Some(&Setup::Off) {
+            v.insert(0, Setup::Off);
+        }
+        v
+    };
+    let which = std::env::var("FLOWLOOM_BENCH_TABLE").unwrap_or_default();
+    if which.is_empty() || which == "zero" {
+        table(
+            &keep(&[
+                Setup::Off,
+                Setup::JsonLogs,
+                Setup::Accounting,
+                Setup::All,
+                Setup::JsonNoRedaction,
+                Setup::EmptyLayer,
+            ]),
+            0,
+            RUNS_PER_SAMPLE,
+        );
+    }
+    if which.is_empty() || which == "layer" {
+        layer_alone();
+    }
+    if which.is_empty() || which == "latency" {
+        table(
+            &keep(&[Setup::Off, Setup::JsonLogs, Setup::Accounting, Setup::All]),
+            1,
+            SLOW_RUNS_PER_SAMPLE,
+        );
+    }
 }

@@ -23,19 +23,20 @@
 //! # });
 //! ```
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use flowloom_core::provider::BoxFuture;
 use flowloom_core::{
-    CallContext, EmbeddingRequest, EmbeddingResponse, LlmError, LlmRequest, LlmResponse, LlmStream,
-    StreamEvent, StreamRequest, TokenUsage,
+    EmbeddingRequest, EmbeddingResponse, LlmError, LlmRequest, LlmResponse, LlmStream, StreamEvent,
+    StreamRequest, TokenUsage,
 };
 use futures_util::Stream;
 use tower::{Layer, Service};
 
-use crate::ledger::{CallOutcome, TokenCounts, UsageLedger, UsageRecord};
+use crate::ledger::{Entry, Outcome, PendingCall, TokenCounts, UsageLedger};
 use crate::semconv::{OPERATION_CHAT, OPERATION_EMBEDDINGS};
 
 /// Records every call of the wrapped service in a [`UsageLedger`].
@@ -72,62 +73,35 @@ pub struct TokenAccounting<S> {
     ledger: UsageLedger,
 }
 
-fn provider_of(ctx: &CallContext, answered: Option<&str>, err: Option<&LlmError>) -> String {
-    answered
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .or_else(|| ctx.provider.as_deref().map(str::to_owned))
-        .or_else(|| err.and_then(|e| e.provider()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The ledger record of a finished chat call.
-pub(crate) fn chat_record(
-    ctx: &CallContext,
-    requested_model: &str,
-    result: Result<&LlmResponse, &LlmError>,
-) -> UsageRecord {
+/// The stored call of a finished chat call.
+fn chat_entry(call: PendingCall, result: Result<&LlmResponse, &LlmError>) -> Entry {
     match result {
-        Ok(res) => {
-            let model = if res.model.is_empty() {
-                requested_model
-            } else {
-                &res.model
-            };
-            let outcome = outcome_of(res.cached, res.usage.as_ref());
-            UsageRecord::new(
-                ctx,
-                OPERATION_CHAT,
-                model,
-                provider_of(ctx, Some(&res.provider), None),
-                outcome,
-            )
-        }
-        Err(e) => failed(ctx, OPERATION_CHAT, requested_model, e),
+        Ok(res) => call.finish(
+            OPERATION_CHAT,
+            Some(&res.model),
+            Some(&res.provider),
+            None,
+            outcome_of(res.cached, res.usage.as_ref()),
+        ),
+        Err(e) => failed(call, OPERATION_CHAT, e),
     }
 }
 
-fn outcome_of(cached: bool, usage: Option<&TokenUsage>) -> CallOutcome {
+fn outcome_of(cached: bool, usage: Option<&TokenUsage>) -> Outcome {
     match (cached, usage) {
-        (true, u) => CallOutcome::CacheHit {
-            tokens: u.map(TokenCounts::from_usage),
-        },
-        (false, Some(u)) => CallOutcome::Usage {
-            tokens: TokenCounts::from_usage(u),
-        },
-        (false, None) => CallOutcome::NoUsage,
+        (true, u) => Outcome::CacheHit(u.map(TokenCounts::from_usage)),
+        (false, Some(u)) => Outcome::Usage(TokenCounts::from_usage(u)),
+        (false, None) => Outcome::NoUsage,
     }
 }
 
-fn failed(ctx: &CallContext, op: &'static str, model: &str, e: &LlmError) -> UsageRecord {
-    UsageRecord::new(
-        ctx,
+fn failed(call: PendingCall, op: &'static str, e: &LlmError) -> Entry {
+    call.finish(
         op,
-        model,
-        provider_of(ctx, None, Some(e)),
-        CallOutcome::Failed {
-            error_type: e.kind().as_str().to_owned(),
-        },
+        None,
+        None,
+        e.provider(),
+        Outcome::Failed(Cow::Borrowed(e.kind().as_str())),
     )
 }
 
@@ -136,8 +110,7 @@ pin_project_lite::pin_project! {
     pub struct AccountingFuture<F> {
         #[pin]
         inner: F,
-        ctx: CallContext,
-        model: String,
+        call: Option<PendingCall>,
         ledger: UsageLedger,
     }
 }
@@ -151,8 +124,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        this.ledger
-            .record(chat_record(this.ctx, this.model, result.as_ref()));
+        if let Some(call) = this.call.take() {
+            this.ledger.record_entry(chat_entry(call, result.as_ref()));
+        }
         Poll::Ready(result)
     }
 }
@@ -170,12 +144,10 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let ctx = req.context.clone();
-        let model = req.model.clone();
+        let call = PendingCall::new(&req.context, &req.model);
         AccountingFuture {
             inner: self.inner.call(req),
-            ctx,
-            model,
+            call: Some(call),
             ledger: self.ledger.clone(),
         }
     }
@@ -195,27 +167,22 @@ where
     }
 
     fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
-        let ctx = req.context.clone();
-        let model = req.model.clone();
+        let call = PendingCall::new(&req.context, &req.model);
         let ledger = self.ledger.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
-            let record = match &result {
-                Ok(res) => UsageRecord::new(
-                    &ctx,
+            let entry = match &result {
+                Ok(res) => call.finish(
                     OPERATION_EMBEDDINGS,
-                    if res.model.is_empty() {
-                        &model
-                    } else {
-                        &res.model
-                    },
-                    provider_of(&ctx, Some(&res.provider), None),
+                    Some(&res.model),
+                    Some(&res.provider),
+                    None,
                     outcome_of(false, res.usage.as_ref()),
                 ),
-                Err(e) => failed(&ctx, OPERATION_EMBEDDINGS, &model, e),
+                Err(e) => failed(call, OPERATION_EMBEDDINGS, e),
             };
-            ledger.record(record);
+            ledger.record_entry(entry);
             result
         })
     }
@@ -235,8 +202,7 @@ where
     }
 
     fn call(&mut self, req: StreamRequest) -> Self::Future {
-        let ctx = req.0.context.clone();
-        let model = req.0.model.clone();
+        let call = PendingCall::new(&req.0.context, &req.0.model);
         let ledger = self.ledger.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -244,15 +210,13 @@ where
                 Ok(stream) => {
                     let s: LlmStream = Box::pin(AccountedStream {
                         inner: stream,
-                        ctx,
-                        model,
+                        call: Some(call),
                         ledger,
-                        done: false,
                     });
                     Ok(s)
                 }
                 Err(e) => {
-                    ledger.record(failed(&ctx, OPERATION_CHAT, &model, &e));
+                    ledger.record_entry(failed(call, OPERATION_CHAT, &e));
                     Err(e)
                 }
             }
@@ -264,10 +228,9 @@ where
 /// unfinished.
 struct AccountedStream {
     inner: LlmStream,
-    ctx: CallContext,
-    model: String,
+    /// Taken when the call is recorded.
+    call: Option<PendingCall>,
     ledger: UsageLedger,
-    done: bool,
 }
 
 impl Stream for AccountedStream {
@@ -276,29 +239,22 @@ impl Stream for AccountedStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let item = this.inner.as_mut().poll_next(cx);
-        if !this.done {
-            match &item {
-                Poll::Ready(Some(Ok(StreamEvent::Done(res)))) => {
-                    this.done = true;
-                    this.ledger
-                        .record(chat_record(&this.ctx, &this.model, Ok(res)));
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    this.ledger
-                        .record(failed(&this.ctx, OPERATION_CHAT, &this.model, e));
-                }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    let e = LlmError::other(
-                        provider_of(&this.ctx, None, None),
-                        "the stream ended without a final Done event",
-                    );
-                    this.ledger
-                        .record(failed(&this.ctx, OPERATION_CHAT, &this.model, &e));
-                }
-                _ => {}
+        let entry = match &item {
+            Poll::Ready(Some(Ok(StreamEvent::Done(res)))) => {
+                this.call.take().map(|c| chat_entry(c, Ok(res)))
             }
+            Poll::Ready(Some(Err(e))) => this.call.take().map(|c| failed(c, OPERATION_CHAT, e)),
+            Poll::Ready(None) => this.call.take().map(|c| {
+                let e = LlmError::other(
+                    c.provider.as_deref().unwrap_or("unknown"),
+                    "the stream ended without a final Done event",
+                );
+                failed(c, OPERATION_CHAT, &e)
+            }),
+            _ => None,
+        };
+        if let Some(entry) = entry {
+            this.ledger.record_entry(entry);
         }
         item
     }
@@ -306,14 +262,9 @@ impl Stream for AccountedStream {
 
 impl Drop for AccountedStream {
     fn drop(&mut self) {
-        if !self.done {
-            self.done = true;
-            self.ledger.record(failed(
-                &self.ctx,
-                OPERATION_CHAT,
-                &self.model,
-                &LlmError::Cancelled,
-            ));
+        if let Some(c) = self.call.take() {
+            self.ledger
+                .record_entry(failed(c, OPERATION_CHAT, &LlmError::Cancelled));
         }
     }
 }

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use flowloom_core::{CallContext, TokenUsage};
 use serde::{Deserialize, Serialize};
@@ -268,24 +269,260 @@ impl LedgerSnapshot {
 }
 
 const SHARDS: usize = 16;
+/// Entries per storage chunk: a full chunk is never moved, so the ledger grows without
+/// copying what it holds.
+const CHUNK: usize = 256;
+
+/// Model and provider names shared by the records that name them: a record holds an
+/// `Arc<str>` of a name it shares with every other call to the same model, so a million
+/// calls to `gpt-4o-mini` hold one copy of the name. Each thread keeps its own small table
+/// (no lock); a name missing from it is allocated, and kept when the table has room.
+pub(crate) fn intern(name: &str) -> Arc<str> {
+    const KEEP: usize = 64;
+    thread_local! {
+        static NAMES: std::cell::RefCell<Vec<Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    NAMES
+        .try_with(|names| {
+            let Ok(mut names) = names.try_borrow_mut() else {
+                return Arc::from(name);
+            };
+            if let Some(n) = names.iter().find(|n| ***n == *name) {
+                return Arc::clone(n);
+            }
+            let n: Arc<str> = Arc::from(name);
+            if names.len() < KEEP {
+                names.push(Arc::clone(&n));
+            }
+            n
+        })
+        .unwrap_or_else(|_| Arc::from(name))
+}
+
+/// How a stored call ended (the compact form of [`CallOutcome`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Usage(TokenCounts),
+    NoUsage,
+    CacheHit(Option<TokenCounts>),
+    Failed(Cow<'static, str>),
+}
+
+impl Outcome {
+    fn to_public(&self) -> CallOutcome {
+        match self {
+            Outcome::Usage(tokens) => CallOutcome::Usage { tokens: *tokens },
+            Outcome::NoUsage => CallOutcome::NoUsage,
+            Outcome::CacheHit(tokens) => CallOutcome::CacheHit { tokens: *tokens },
+            Outcome::Failed(e) => CallOutcome::Failed {
+                error_type: e.clone().into_owned(),
+            },
+        }
+    }
+    fn from_public(o: CallOutcome) -> Self {
+        match o {
+            CallOutcome::Usage { tokens } => Outcome::Usage(tokens),
+            CallOutcome::NoUsage => Outcome::NoUsage,
+            CallOutcome::CacheHit { tokens } => Outcome::CacheHit(tokens),
+            CallOutcome::Failed { error_type } => Outcome::Failed(Cow::Owned(error_type)),
+        }
+    }
+}
+
+/// One stored call: what a [`UsageRecord`] says, with shared names and no owned strings
+/// (about 200 bytes).
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    seq: u64,
+    at: SystemTime,
+    run_id: Option<Uuid>,
+    correlation_id: Option<Uuid>,
+    workflow: Option<Arc<str>>,
+    step: Option<Arc<str>>,
+    operation: Cow<'static, str>,
+    model: Arc<str>,
+    provider: Arc<str>,
+    outcome: Outcome,
+}
+
+/// What the accounting layer knows of a call before it is made.
+#[derive(Debug)]
+pub(crate) struct PendingCall {
+    pub(crate) run_id: Option<Uuid>,
+    pub(crate) correlation_id: Option<Uuid>,
+    pub(crate) workflow: Option<Arc<str>>,
+    pub(crate) step: Option<Arc<str>>,
+    /// The provider the engine routed the call to.
+    pub(crate) provider: Option<Arc<str>>,
+    /// The model asked for.
+    pub(crate) model: Arc<str>,
+}
+
+impl PendingCall {
+    /// The attribution of a request with `ctx` asking for `model`.
+    pub(crate) fn new(ctx: &CallContext, model: &str) -> Self {
+        Self {
+            run_id: ctx.run_id,
+            correlation_id: ctx.correlation_id,
+            workflow: ctx.workflow.clone(),
+            step: ctx.step.clone(),
+            provider: ctx.provider.clone(),
+            model: intern(model),
+        }
+    }
+
+    /// The name the call is recorded under: `answered` when the provider said (and it is not
+    /// empty), else what was asked for.
+    fn pick(asked: &Arc<str>, answered: Option<&str>) -> Arc<str> {
+        match answered {
+            Some(a) if !a.is_empty() && a != &**asked => intern(a),
+            _ => Arc::clone(asked),
+        }
+    }
+
+    /// The stored call, ending with `outcome`; `model` and `provider` are what the answer
+    /// named (if any), `error_provider` what a failure named.
+    pub(crate) fn finish(
+        self,
+        operation: &'static str,
+        model: Option<&str>,
+        provider: Option<&str>,
+        error_provider: Option<&str>,
+        outcome: Outcome,
+    ) -> Entry {
+        let provider = match (provider.filter(|p| !p.is_empty()), &self.provider) {
+            (Some(p), Some(routed)) if p == &**routed => Arc::clone(routed),
+            (Some(p), _) => intern(p),
+            (None, Some(routed)) => Arc::clone(routed),
+            (None, None) => intern(error_provider.unwrap_or("unknown")),
+        };
+        Entry {
+            seq: 0,
+            at: SystemTime::now(),
+            run_id: self.run_id,
+            correlation_id: self.correlation_id,
+            model: Self::pick(&self.model, model),
+            workflow: self.workflow,
+            step: self.step,
+            operation: Cow::Borrowed(operation),
+            provider,
+            outcome,
+        }
+    }
+}
+
+impl Entry {
+    fn to_record(&self) -> UsageRecord {
+        UsageRecord {
+            seq: self.seq,
+            recorded_at: OffsetDateTime::from(self.at),
+            run_id: self.run_id,
+            workflow: self.workflow.clone(),
+            step: self.step.clone(),
+            correlation_id: self.correlation_id,
+            operation: self.operation.clone(),
+            model: self.model.to_string(),
+            provider: self.provider.to_string(),
+            outcome: self.outcome.to_public(),
+        }
+    }
+
+    fn from_record(r: UsageRecord) -> Self {
+        Self {
+            seq: r.seq,
+            at: SystemTime::from(r.recorded_at),
+            run_id: r.run_id,
+            correlation_id: r.correlation_id,
+            workflow: r.workflow,
+            step: r.step,
+            operation: r.operation,
+            model: intern(&r.model),
+            provider: intern(&r.provider),
+            outcome: Outcome::from_public(r.outcome),
+        }
+    }
+
+    fn in_step(&self, run_id: Uuid, step: &str) -> bool {
+        self.run_id == Some(run_id) && self.step.as_deref() == Some(step)
+    }
+
+    fn cost(&self, prices: &PriceTable) -> Cost {
+        match &self.outcome {
+            Outcome::Usage(t) => prices.cost_of(
+                &self.model,
+                t.prompt_tokens,
+                t.cached_prompt_tokens,
+                t.completion_tokens,
+            ),
+            Outcome::NoUsage | Outcome::Failed(_) => Cost::UsageUnknown,
+            Outcome::CacheHit(_) => Cost::CacheHit,
+        }
+    }
+}
+
+impl UsageSummary {
+    fn add_entry(&mut self, e: &Entry) {
+        self.calls += 1;
+        match &e.outcome {
+            Outcome::Usage(tokens) => {
+                self.calls_with_usage += 1;
+                self.tokens.add(tokens);
+            }
+            Outcome::NoUsage => self.calls_without_usage += 1,
+            Outcome::CacheHit(tokens) => {
+                self.cache_hits += 1;
+                if let Some(t) = tokens {
+                    self.cache_hit_tokens.add(t);
+                }
+            }
+            Outcome::Failed(_) => self.failed_calls += 1,
+        }
+    }
+}
+
+/// One shard's calls, in chunks of [`CHUNK`].
+#[derive(Debug, Default)]
+struct Shard {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Shard {
+    fn push(&mut self, e: Entry) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(e),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(e);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+    }
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flatten()
+    }
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     seq: AtomicU64,
-    shards: [Mutex<Vec<UsageRecord>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
 }
 
 /// Records of model calls; `Clone` shares the same ledger (an `Arc` inside).
 ///
-/// Writes take one of 16 shard locks chosen by run id, for a few nanoseconds, so many
-/// concurrent runs rarely wait on each other; queries read every shard.
+/// Recording a call takes one of 16 shard locks, chosen by run id, for the time of a push,
+/// so concurrent runs rarely wait on each other; queries read every shard. A call is kept in
+/// about 200 bytes: names of models and providers are shared between calls, and the
+/// workflow and step names with the engine's request context.
 #[derive(Debug, Clone, Default)]
 pub struct UsageLedger {
     inner: Arc<Inner>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned shard still holds complete records (a push cannot half-happen).
+    // A poisoned shard still holds complete entries (a push cannot half-happen).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -295,71 +532,91 @@ impl UsageLedger {
         Self::default()
     }
 
-    fn shard_of(&self, r: &UsageRecord) -> usize {
-        let key = match r.run_id {
+    fn shard_of(run_id: Option<Uuid>, seq: u64) -> usize {
+        let key = match run_id {
             Some(id) => id.as_u128() as u64,
-            None => r.seq,
+            None => seq,
         };
         (key as usize) % SHARDS
     }
 
     /// Records one call; returns its sequence number.
-    pub fn record(&self, mut record: UsageRecord) -> u64 {
-        record.seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        let seq = record.seq;
-        self.insert(record);
+    pub fn record(&self, record: UsageRecord) -> u64 {
+        self.record_entry(Entry::from_record(record))
+    }
+
+    /// Records one stored call (the accounting layer's path: no record to convert).
+    pub(crate) fn record_entry(&self, mut e: Entry) -> u64 {
+        e.seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let seq = e.seq;
+        lock(&self.inner.shards[Self::shard_of(e.run_id, seq)]).push(e);
         seq
     }
 
     fn insert(&self, record: UsageRecord) {
-        let i = self.shard_of(&record);
-        self.inner.seq.fetch_max(record.seq + 1, Ordering::Relaxed);
-        lock(&self.inner.shards[i]).push(record);
+        let e = Entry::from_record(record);
+        self.inner.seq.fetch_max(e.seq + 1, Ordering::Relaxed);
+        lock(&self.inner.shards[Self::shard_of(e.run_id, e.seq)]).push(e);
+    }
+
+    /// Visits every stored call matching `keep` (shard by shard, not in order).
+    fn each(&self, keep: impl Fn(&Entry) -> bool, mut f: impl FnMut(&Entry)) {
+        for s in &self.inner.shards {
+            for e in lock(s).iter().filter(|e| keep(e)) {
+                f(e);
+            }
+        }
+    }
+
+    fn entries_where(&self, keep: impl Fn(&Entry) -> bool) -> Vec<UsageRecord> {
+        let mut out = Vec::new();
+        self.each(keep, |e| out.push(e.to_record()));
+        out.sort_by_key(|r| r.seq);
+        out
     }
 
     /// Every record, in recording order.
     pub fn records(&self) -> Vec<UsageRecord> {
-        let mut all = Vec::new();
-        for s in &self.inner.shards {
-            all.extend(lock(s).iter().cloned());
-        }
-        all.sort_by_key(|r| r.seq);
-        all
+        self.entries_where(|_| true)
     }
 
     /// Records matching `keep`, in recording order.
     pub fn records_where(&self, keep: impl Fn(&UsageRecord) -> bool) -> Vec<UsageRecord> {
         let mut out = Vec::new();
-        for s in &self.inner.shards {
-            out.extend(lock(s).iter().filter(|r| keep(r)).cloned());
-        }
+        self.each(
+            |_| true,
+            |e| {
+                let r = e.to_record();
+                if keep(&r) {
+                    out.push(r);
+                }
+            },
+        );
         out.sort_by_key(|r| r.seq);
         out
     }
 
-    fn summary_where(&self, keep: impl Fn(&UsageRecord) -> bool) -> UsageSummary {
+    fn summary_where(&self, keep: impl Fn(&Entry) -> bool) -> UsageSummary {
         let mut sum = UsageSummary::default();
-        for s in &self.inner.shards {
-            for r in lock(s).iter().filter(|r| keep(r)) {
-                sum.add(r);
-            }
-        }
+        self.each(keep, |e| sum.add_entry(e));
         sum
     }
 
-    fn group_by(&self, key: impl Fn(&UsageRecord) -> String) -> BTreeMap<String, UsageSummary> {
-        let mut map: BTreeMap<String, UsageSummary> = BTreeMap::new();
-        for s in &self.inner.shards {
-            for r in lock(s).iter() {
-                map.entry(key(r)).or_default().add(r);
-            }
-        }
-        map
+    fn group_by(&self, key: impl Fn(&Entry) -> &Arc<str>) -> BTreeMap<String, UsageSummary> {
+        let mut map: BTreeMap<Arc<str>, UsageSummary> = BTreeMap::new();
+        self.each(
+            |_| true,
+            |e| match map.get_mut(key(e)) {
+                Some(s) => s.add_entry(e),
+                None => map.entry(Arc::clone(key(e))).or_default().add_entry(e),
+            },
+        );
+        map.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     /// How many calls are recorded.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+        self.inner.shards.iter().map(|s| lock(s).len).sum()
     }
 
     /// True when nothing is recorded.
@@ -374,78 +631,91 @@ impl UsageLedger {
 
     /// Totals of one run.
     pub fn run(&self, run_id: Uuid) -> UsageSummary {
-        self.summary_where(|r| r.run_id == Some(run_id))
+        self.summary_where(|e| e.run_id == Some(run_id))
     }
 
     /// Totals of one step of one run.
     pub fn step(&self, run_id: Uuid, step: &str) -> UsageSummary {
-        self.summary_where(|r| r.run_id == Some(run_id) && r.step.as_deref() == Some(step))
+        self.summary_where(|e| e.in_step(run_id, step))
     }
 
     /// Totals of one model, across runs.
     pub fn model(&self, model: &str) -> UsageSummary {
-        self.summary_where(|r| r.model == model)
+        self.summary_where(|e| &*e.model == model)
     }
 
     /// Totals of one provider, across runs.
     pub fn provider(&self, provider: &str) -> UsageSummary {
-        self.summary_where(|r| r.provider == provider)
+        self.summary_where(|e| &*e.provider == provider)
     }
 
     /// Totals of every run of a workflow.
     pub fn workflow(&self, workflow: &str) -> UsageSummary {
-        self.summary_where(|r| r.workflow.as_deref() == Some(workflow))
+        self.summary_where(|e| e.workflow.as_deref() == Some(workflow))
     }
 
     /// Totals per run (calls without a run id are left out).
     pub fn by_run(&self) -> BTreeMap<Uuid, UsageSummary> {
         let mut map: BTreeMap<Uuid, UsageSummary> = BTreeMap::new();
-        for s in &self.inner.shards {
-            for r in lock(s).iter() {
-                if let Some(id) = r.run_id {
-                    map.entry(id).or_default().add(r);
+        self.each(
+            |e| e.run_id.is_some(),
+            |e| {
+                if let Some(id) = e.run_id {
+                    map.entry(id).or_default().add_entry(e);
                 }
-            }
-        }
+            },
+        );
         map
     }
 
     /// Totals per step of one run.
     pub fn by_step(&self, run_id: Uuid) -> BTreeMap<String, UsageSummary> {
         let mut map: BTreeMap<String, UsageSummary> = BTreeMap::new();
-        for r in self.records_where(|r| r.run_id == Some(run_id)) {
-            map.entry(r.step.as_deref().unwrap_or_default().to_owned())
-                .or_default()
-                .add(&r);
-        }
+        self.each(
+            |e| e.run_id == Some(run_id),
+            |e| {
+                let step = e.step.as_deref().unwrap_or_default();
+                match map.get_mut(step) {
+                    Some(s) => s.add_entry(e),
+                    None => map.entry(step.to_owned()).or_default().add_entry(e),
+                }
+            },
+        );
         map
     }
 
     /// Totals per model.
     pub fn by_model(&self) -> BTreeMap<String, UsageSummary> {
-        self.group_by(|r| r.model.clone())
+        self.group_by(|e| &e.model)
     }
 
     /// Totals per provider.
     pub fn by_provider(&self) -> BTreeMap<String, UsageSummary> {
-        self.group_by(|r| r.provider.clone())
+        self.group_by(|e| &e.provider)
+    }
+
+    fn cost_of_entries(&self, prices: &PriceTable, keep: impl Fn(&Entry) -> bool) -> CostReport {
+        let mut report = CostReport {
+            prices_as_of: prices.as_of.clone(),
+            ..CostReport::default()
+        };
+        self.each(keep, |e| report.add(&e.cost(prices)));
+        report
     }
 
     /// Cost of every call at `prices`.
     pub fn cost(&self, prices: &PriceTable) -> CostReport {
-        self.cost_where(prices, |_| true)
+        self.cost_of_entries(prices, |_| true)
     }
 
     /// Cost of one run.
     pub fn run_cost(&self, run_id: Uuid, prices: &PriceTable) -> CostReport {
-        self.cost_where(prices, |r| r.run_id == Some(run_id))
+        self.cost_of_entries(prices, |e| e.run_id == Some(run_id))
     }
 
     /// Cost of one step of one run.
     pub fn step_cost(&self, run_id: Uuid, step: &str, prices: &PriceTable) -> CostReport {
-        self.cost_where(prices, |r| {
-            r.run_id == Some(run_id) && r.step.as_deref() == Some(step)
-        })
+        self.cost_of_entries(prices, |e| e.in_step(run_id, step))
     }
 
     /// Cost of the calls matching `keep`.
@@ -458,11 +728,14 @@ impl UsageLedger {
             prices_as_of: prices.as_of.clone(),
             ..CostReport::default()
         };
-        for s in &self.inner.shards {
-            for r in lock(s).iter().filter(|r| keep(r)) {
-                report.add(&r.cost(prices));
-            }
-        }
+        self.each(
+            |_| true,
+            |e| {
+                if keep(&e.to_record()) {
+                    report.add(&e.cost(prices));
+                }
+            },
+        );
         report
     }
 
@@ -484,7 +757,7 @@ impl UsageLedger {
     /// Forgets every record.
     pub fn clear(&self) {
         for s in &self.inner.shards {
-            lock(s).clear();
+            *lock(s) = Shard::default();
         }
     }
 }
@@ -562,6 +835,36 @@ mod tests {
         assert_eq!(s.cache_hits, 1);
         assert_eq!(s.tokens, TokenCounts::default());
         assert_eq!(s.cache_hit_tokens.total_tokens, 10);
+    }
+
+    #[test]
+    fn a_stored_call_stays_small() {
+        // What a long-lived ledger holds per call (the public record is larger).
+        assert!(
+            std::mem::size_of::<Entry>() <= 200,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn names_are_shared_between_calls() {
+        let l = UsageLedger::new();
+        let r = Uuid::new_v4();
+        for _ in 0..2 {
+            l.record_entry(PendingCall::new(&ctx(r, "s"), "gpt-4o-mini").finish(
+                "chat",
+                Some("gpt-4o-mini"),
+                Some("openai"),
+                None,
+                Outcome::NoUsage,
+            ));
+        }
+        let shard = lock(&l.inner.shards[UsageLedger::shard_of(Some(r), 0)]);
+        let e: Vec<&Entry> = shard.iter().collect();
+        assert!(Arc::ptr_eq(&e[0].model, &e[1].model));
+        assert!(Arc::ptr_eq(&e[0].provider, &e[1].provider));
+        assert_eq!(&*e[0].provider, "openai");
     }
 
     #[test]
