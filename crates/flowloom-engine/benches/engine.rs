@@ -1,7 +1,7 @@
 //! Per-workflow cost with divan: the engine running the quickstart's 3-step workflow on a
 //! zero-latency mock, against the same two calls and transform written by hand.
 //!
-//! `cargo bench -p flowloom-engine --bench engine`
+//! `cargo bench -p flowloom-engine --bench engine` (times, and allocations per run).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark code
 
@@ -10,6 +10,10 @@ use flowloom_core::LlmRequest;
 use flowloom_engine::{Engine, Workflow};
 use flowloom_provider_mock::MockProvider;
 use tower::ServiceExt;
+
+/// Counts allocations per iteration next to the time (the same for every bench here).
+#[global_allocator]
+static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
 
 fn main() {
     divan::main();
