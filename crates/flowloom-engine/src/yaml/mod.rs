@@ -403,4 +403,5 @@ pub fn json_schema() -> serde_json::Value {
     schema
 }
 
+pub mod estimate;
 pub mod library;
