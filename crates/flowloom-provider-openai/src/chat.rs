@@ -20,7 +20,7 @@ use flowloom_core::{
     FinishReason, LlmError, LlmRequest, LlmResponse, Message, ResponseFormat, Role, TokenUsage,
     ToolCall, ToolChoice, ToolDefinition,
 };
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -36,98 +36,136 @@ pub(crate) struct ChatBody<'a> {
     pub(crate) stream: bool,
 }
 
-struct Messages<'a>(&'a [Message]);
-struct WireMessage<'a>(&'a Message);
-struct Tools<'a>(&'a [ToolDefinition]);
 struct WireToolCalls<'a>(&'a [ToolCall]);
+struct Tools<'a>(&'a [ToolDefinition]);
 
-impl Serialize for ChatBody<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    // Without a quote, backslash or control character there is nothing to escape: copy it.
+    // (A fold without early exit, so the check runs over whole words.)
+    let plain = !s.bytes().fold(false, |hit, b| {
+        hit | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(&mut *out, s)
+    }
+}
+
+/// Appends `,"key":` for a key that needs no escaping (the provider's own keys).
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+impl ChatBody<'_> {
+    /// Writes the body as compact JSON: `model`, `messages`, `temperature`, the token limit,
+    /// `tools`, `tool_choice`, `response_format`, `stream`, `stream_options` (those that
+    /// apply, in this order), then `extra_params` in their order.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         let req = self.req;
         let extra = &req.extra_params;
-        let free = |k: &str| !extra.contains_key(k);
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("model", &req.model)?;
-        m.serialize_entry("messages", &Messages(&req.messages))?;
-        if self.config.sends_temperature(&req.model) && free("temperature") {
-            m.serialize_entry("temperature", &req.temperature)?;
+        let free = |k: &str| extra.is_empty() || !extra.contains_key(k);
+        let (temperature, max_completion_tokens) = self.config.wire_choices(&req.model);
+        out.extend_from_slice(b"{\"model\":");
+        write_str(out, &req.model)?;
+        out.extend_from_slice(b",\"messages\":[");
+        for (i, msg) in req.messages.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_message(out, msg)?;
         }
-        let limit_key = if self.config.uses_max_completion_tokens(&req.model) {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
+        out.push(b']');
+        if temperature && free("temperature") {
+            write_key(out, "temperature");
+            serde_json::to_writer(&mut *out, &req.temperature)?;
+        }
         if free("max_tokens") && free("max_completion_tokens") {
-            m.serialize_entry(limit_key, &req.max_tokens)?;
+            write_key(
+                out,
+                if max_completion_tokens {
+                    "max_completion_tokens"
+                } else {
+                    "max_tokens"
+                },
+            );
+            serde_json::to_writer(&mut *out, &req.max_tokens)?;
         }
         if !req.tools.is_empty() && free("tools") {
-            m.serialize_entry("tools", &Tools(&req.tools))?;
+            write_key(out, "tools");
+            serde_json::to_writer(&mut *out, &Tools(&req.tools))?;
         }
         if let Some(choice) = &req.tool_choice
             && free("tool_choice")
         {
-            m.serialize_entry("tool_choice", &tool_choice(choice))?;
+            write_key(out, "tool_choice");
+            serde_json::to_writer(&mut *out, &tool_choice(choice))?;
         }
         if let Some(format) = &req.response_format
             && free("response_format")
         {
-            m.serialize_entry("response_format", &response_format(format))?;
+            write_key(out, "response_format");
+            serde_json::to_writer(&mut *out, &response_format(format))?;
         }
         if self.stream {
-            m.serialize_entry("stream", &true)?;
+            out.extend_from_slice(b",\"stream\":true");
             if self.config.stream_include_usage && free("stream_options") {
-                m.serialize_entry(
-                    "stream_options",
-                    &serde_json::json!({"include_usage": true}),
-                )?;
+                out.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
             }
         }
         for (k, v) in extra {
             if !OWNED_KEYS.contains(&k.as_str()) {
-                m.serialize_entry(k, v)?;
+                out.push(b',');
+                write_str(out, k)?;
+                out.push(b':');
+                serde_json::to_writer(&mut *out, v)?;
             }
         }
-        m.end()
+        out.push(b'}');
+        Ok(())
     }
 }
 
-impl Serialize for Messages<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(WireMessage))
+/// One message: `role`, `content` (`null` for an assistant's tool calls without text), then
+/// `name`, `tool_call_id` and `tool_calls` where they apply.
+fn write_message(out: &mut Vec<u8>, msg: &Message) -> serde_json::Result<()> {
+    out.extend_from_slice(match msg.role {
+        Role::System => b"{\"role\":\"system\"",
+        Role::User => b"{\"role\":\"user\"",
+        Role::Assistant => b"{\"role\":\"assistant\"",
+        Role::Tool => b"{\"role\":\"tool\"",
+    });
+    write_key(out, "content");
+    if msg.role == Role::Assistant && !msg.tool_calls.is_empty() && msg.content.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        write_str(out, &msg.content)?;
     }
-}
-
-impl Serialize for WireMessage<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let msg = self.0;
-        let mut m = s.serialize_map(None)?;
-        let role = match msg.role {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::Tool => "tool",
-        };
-        m.serialize_entry("role", role)?;
-        if msg.role == Role::Assistant && !msg.tool_calls.is_empty() && msg.content.is_empty() {
-            m.serialize_entry("content", &Value::Null)?;
-        } else {
-            m.serialize_entry("content", &msg.content)?;
-        }
-        if let Some(name) = &msg.name
-            && msg.role != Role::Tool
-        {
-            m.serialize_entry("name", name)?;
-        }
-        if msg.role == Role::Tool
-            && let Some(id) = &msg.tool_call_id
-        {
-            m.serialize_entry("tool_call_id", id)?;
-        }
-        if msg.role == Role::Assistant && !msg.tool_calls.is_empty() {
-            m.serialize_entry("tool_calls", &WireToolCalls(&msg.tool_calls))?;
-        }
-        m.end()
+    if let Some(name) = &msg.name
+        && msg.role != Role::Tool
+    {
+        write_key(out, "name");
+        write_str(out, name)?;
     }
+    if msg.role == Role::Tool
+        && let Some(id) = &msg.tool_call_id
+    {
+        write_key(out, "tool_call_id");
+        write_str(out, id)?;
+    }
+    if msg.role == Role::Assistant && !msg.tool_calls.is_empty() {
+        write_key(out, "tool_calls");
+        serde_json::to_writer(&mut *out, &WireToolCalls(&msg.tool_calls))?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 impl Serialize for WireToolCalls<'_> {
@@ -236,6 +274,7 @@ pub(crate) fn check_request(req: &LlmRequest, provider: &str) -> Result<(), LlmE
 // ---- responses ----
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct WireUsage {
     #[serde(default)]
     pub(crate) prompt_tokens: u64,
@@ -250,12 +289,14 @@ pub(crate) struct WireUsage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct PromptDetails {
     #[serde(default)]
     pub(crate) cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct CompletionDetails {
     #[serde(default)]
     pub(crate) reasoning_tokens: Option<u64>,
@@ -290,48 +331,53 @@ impl WireUsage {
 }
 
 #[derive(Deserialize)]
-struct WireResponse<'a> {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) struct WireResponse<'a> {
     #[serde(default)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
+    pub(crate) model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    choices: Vec<WireChoice<'a>>,
+    pub(crate) choices: Vec<WireChoice<'a>>,
     #[serde(default)]
-    usage: Option<WireUsage>,
+    pub(crate) usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
-struct WireChoice<'a> {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) struct WireChoice<'a> {
     #[serde(default)]
-    message: Option<WireMessageOut>,
+    pub(crate) message: Option<WireMessageOut>,
     #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    pub(crate) finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct WireMessageOut {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) struct WireMessageOut {
     #[serde(default)]
-    content: Option<String>,
+    pub(crate) content: Option<String>,
     #[serde(default)]
-    refusal: Option<String>,
+    pub(crate) refusal: Option<String>,
     #[serde(default)]
-    tool_calls: Vec<WireToolCall>,
+    pub(crate) tool_calls: Vec<WireToolCall>,
 }
 
 #[derive(Deserialize)]
-struct WireToolCall {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) struct WireToolCall {
     #[serde(default)]
-    id: String,
-    function: WireFunction,
+    pub(crate) id: String,
+    pub(crate) function: WireFunction,
 }
 
 #[derive(Deserialize)]
-struct WireFunction {
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) struct WireFunction {
     #[serde(default)]
-    name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    arguments: String,
+    pub(crate) arguments: String,
 }
 
 /// Reads a `chat.completion` body. The first choice is the answer; a refusal with no content
@@ -343,7 +389,14 @@ pub(crate) fn parse_response(
     provider: &str,
     latency_ms: f64,
 ) -> Result<LlmResponse, LlmError> {
-    let wire: WireResponse<'_> = serde_json::from_slice(body).map_err(|e| {
+    // The fast reader takes the usual bodies; whatever it leaves goes to `serde_json`.
+    let wire: Result<WireResponse<'_>, serde_json::Error> = match std::str::from_utf8(body) {
+        Ok(text) => {
+            crate::scan::chat_completion(text).map_or_else(|| serde_json::from_str(text), Ok)
+        }
+        Err(_) => serde_json::from_slice(body),
+    };
+    let wire = wire.map_err(|e| {
         crate::error::decode_error(
             provider,
             "the chat completion is not valid JSON of the expected shape",
@@ -413,13 +466,198 @@ mod tests {
     use flowloom_core::{Message, ResponseFormat};
     use serde_json::json;
 
-    fn body(req: &LlmRequest, config: &OpenAiConfig, stream: bool) -> Value {
-        serde_json::to_value(ChatBody {
+    use serde::ser::{SerializeMap, Serializer};
+
+    /// The body as `serde` wrote it before [`ChatBody::write_json`], which must match it byte
+    /// for byte.
+    struct Reference<'a>(ChatBody<'a>);
+    struct Messages<'a>(&'a [Message]);
+    struct RefMessage<'a>(&'a Message);
+
+    impl Serialize for Reference<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let this = &self.0;
+            let req = this.req;
+            let extra = &req.extra_params;
+            let free = |k: &str| !extra.contains_key(k);
+            let mut m = s.serialize_map(None)?;
+            m.serialize_entry("model", &req.model)?;
+            m.serialize_entry("messages", &Messages(&req.messages))?;
+            if this.config.sends_temperature(&req.model) && free("temperature") {
+                m.serialize_entry("temperature", &req.temperature)?;
+            }
+            let limit_key = if this.config.uses_max_completion_tokens(&req.model) {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            if free("max_tokens") && free("max_completion_tokens") {
+                m.serialize_entry(limit_key, &req.max_tokens)?;
+            }
+            if !req.tools.is_empty() && free("tools") {
+                m.serialize_entry("tools", &Tools(&req.tools))?;
+            }
+            if let Some(choice) = &req.tool_choice
+                && free("tool_choice")
+            {
+                m.serialize_entry("tool_choice", &tool_choice(choice))?;
+            }
+            if let Some(format) = &req.response_format
+                && free("response_format")
+            {
+                m.serialize_entry("response_format", &response_format(format))?;
+            }
+            if this.stream {
+                m.serialize_entry("stream", &true)?;
+                if this.config.stream_include_usage && free("stream_options") {
+                    m.serialize_entry(
+                        "stream_options",
+                        &serde_json::json!({"include_usage": true}),
+                    )?;
+                }
+            }
+            for (k, v) in extra {
+                if !OWNED_KEYS.contains(&k.as_str()) {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            m.end()
+        }
+    }
+
+    impl Serialize for Messages<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(RefMessage))
+        }
+    }
+
+    impl Serialize for RefMessage<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let msg = self.0;
+            let mut m = s.serialize_map(None)?;
+            let role = match msg.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => "tool",
+            };
+            m.serialize_entry("role", role)?;
+            if msg.role == Role::Assistant && !msg.tool_calls.is_empty() && msg.content.is_empty() {
+                m.serialize_entry("content", &Value::Null)?;
+            } else {
+                m.serialize_entry("content", &msg.content)?;
+            }
+            if let Some(name) = &msg.name
+                && msg.role != Role::Tool
+            {
+                m.serialize_entry("name", name)?;
+            }
+            if msg.role == Role::Tool
+                && let Some(id) = &msg.tool_call_id
+            {
+                m.serialize_entry("tool_call_id", id)?;
+            }
+            if msg.role == Role::Assistant && !msg.tool_calls.is_empty() {
+                m.serialize_entry("tool_calls", &WireToolCalls(&msg.tool_calls))?;
+            }
+            m.end()
+        }
+    }
+
+    /// The body `write_json` writes, checked against the reference.
+    fn encode(req: &LlmRequest, config: &OpenAiConfig, stream: bool) -> String {
+        let body = ChatBody {
             req,
             config,
             stream,
-        })
-        .unwrap()
+        };
+        let mut out = Vec::new();
+        body.write_json(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let reference = serde_json::to_string(&Reference(body)).unwrap();
+        assert_eq!(out, reference);
+        out
+    }
+
+    fn body(req: &LlmRequest, config: &OpenAiConfig, stream: bool) -> Value {
+        serde_json::from_str(&encode(req, config, stream)).unwrap()
+    }
+
+    #[test]
+    fn bodies_are_written_as_serde_writes_them_escapes_included() {
+        let tricky = "quote \" backslash \\ slash / nl \n tab \t cr \r nul \u{0} esc \u{1b} \
+                      del \u{7f} é 中 😀 \u{2028}";
+        let c = OpenAiConfig::default();
+        let mut assistant = Message::assistant(tricky);
+        assistant.name = Some(tricky.into());
+        assistant.tool_calls = vec![ToolCall {
+            id: tricky.into(),
+            name: "f".into(),
+            arguments: "{\"a\":\"\\n\"}".into(),
+        }];
+        let mut named = Message::user("plain");
+        named.name = Some("alice".into());
+        let mut req = LlmRequest::from_messages(
+            tricky,
+            vec![
+                Message::system(tricky),
+                named,
+                assistant,
+                Message::tool(tricky, tricky),
+                Message::user(""),
+            ],
+        )
+        .with_extra(tricky, tricky)
+        .with_extra("n", json!([1, 2.5, null, {"k": "v"}]));
+        req.temperature = f64::NAN;
+        let b = body(&req, &c, false);
+        assert_eq!(b["model"], tricky);
+        assert_eq!(b["messages"][0]["content"], tricky);
+        assert_eq!(b["messages"][1]["name"], "alice");
+        assert_eq!(b["messages"][2]["name"], tricky);
+        assert_eq!(b["messages"][3]["tool_call_id"], tricky);
+        assert_eq!(b["messages"][4]["content"], "");
+        assert_eq!(b[tricky], tricky);
+        assert_eq!(b["temperature"], Value::Null);
+        // Each kind of character needing care, alone in a string.
+        for text in [
+            "line\nbreak",
+            "nul \u{0} and \u{1f}",
+            "tab\t",
+            "quote \" only",
+            "backslash \\ only",
+            "é 中 😀 \u{7f} \u{2028} / plain",
+            "",
+        ] {
+            let mut m = Message::user(text);
+            m.name = Some(text.into());
+            let req = LlmRequest::from_messages(text, vec![m, Message::tool(text, text)])
+                .with_extra(text, text);
+            let b = body(&req, &c, false);
+            assert_eq!(b["messages"][0]["content"], text);
+            assert_eq!(b["messages"][1]["tool_call_id"], text);
+        }
+        for config in [
+            OpenAiConfig::default(),
+            OpenAiConfig {
+                stream_include_usage: false,
+                temperature_policy: crate::TemperaturePolicy::Never,
+                token_limit_param: crate::TokenLimitParam::MaxCompletionTokens,
+                ..OpenAiConfig::default()
+            },
+        ] {
+            for stream in [false, true] {
+                encode(&LlmRequest::new("o3-mini", "hi"), &config, stream);
+                encode(&LlmRequest::new("gpt-4o", "hi"), &config, stream);
+            }
+        }
+        let b = body(
+            &LlmRequest::new("m", "hi").with_extra("stream_options", json!({"x": 1})),
+            &c,
+            true,
+        );
+        assert_eq!(b["stream_options"], json!({"x": 1}));
+        assert_eq!(b["stream"], true);
     }
 
     #[test]
@@ -478,12 +716,7 @@ mod tests {
             .with_extra("model", "hijack")
             .with_extra("max_completion_tokens", 3);
         let b = body(&req, &c, false);
-        let text = serde_json::to_string(&ChatBody {
-            req: &req,
-            config: &c,
-            stream: false,
-        })
-        .unwrap();
+        let text = encode(&req, &c, false);
         assert_eq!(text.matches("\"temperature\"").count(), 1, "{text}");
         assert_eq!(b["seed"], 42);
         assert_eq!(b["temperature"], 0.0);

@@ -179,11 +179,32 @@ impl OpenAiConfig {
     /// assert!(!c.is_reasoning_model("llama3.1"));
     /// ```
     pub fn is_reasoning_model(&self, model: &str) -> bool {
-        let name = model.rsplit('/').next().unwrap_or(model);
+        let name = model
+            .rsplit_once('/')
+            .map_or(model, |(_, name)| name)
+            .as_bytes();
         self.reasoning_model_prefixes.iter().any(|p| {
-            name.strip_prefix(p.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.', '_', ':']))
+            name.strip_prefix(p.as_bytes())
+                .is_some_and(|rest| matches!(rest.first(), None | Some(b'-' | b'.' | b'_' | b':')))
         })
+    }
+
+    /// `(sends_temperature, uses_max_completion_tokens)` for `model`, reading its name once.
+    pub(crate) fn wire_choices(&self, model: &str) -> (bool, bool) {
+        let auto = self.temperature_policy == TemperaturePolicy::Auto
+            || self.token_limit_param == TokenLimitParam::Auto;
+        let reasoning = auto && self.is_reasoning_model(model);
+        let temperature = match self.temperature_policy {
+            TemperaturePolicy::Auto => !reasoning,
+            TemperaturePolicy::Always => true,
+            TemperaturePolicy::Never => false,
+        };
+        let max_completion_tokens = match self.token_limit_param {
+            TokenLimitParam::Auto => reasoning,
+            TokenLimitParam::MaxTokens => false,
+            TokenLimitParam::MaxCompletionTokens => true,
+        };
+        (temperature, max_completion_tokens)
     }
 
     /// Whether `model` gets `max_completion_tokens` (else `max_tokens`).

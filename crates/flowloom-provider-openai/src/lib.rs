@@ -62,6 +62,7 @@ pub mod config;
 pub mod embeddings;
 pub mod error;
 mod provider;
+mod scan;
 pub mod stream;
 
 pub use config::{

@@ -290,13 +290,31 @@ impl Inner {
     }
 
     fn encode<T: serde::Serialize>(&self, body: &T, size_hint: usize) -> Result<Vec<u8>, LlmError> {
+        self.encode_with(size_hint, |out| serde_json::to_writer(out, body))
+    }
+
+    /// Writes a request body with `write` into a buffer sized from `size_hint`.
+    fn encode_with(
+        &self,
+        size_hint: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> Result<Vec<u8>, LlmError> {
         let mut out = Vec::with_capacity(size_hint.saturating_add(256));
-        serde_json::to_writer(&mut out, body)
+        write(&mut out)
             .map(|()| out)
             .map_err(|e| LlmError::InvalidRequest {
                 provider: self.provider().to_owned(),
                 message: format!("the request could not be encoded as JSON: {e}"),
             })
+    }
+
+    fn encode_chat(&self, req: &LlmRequest, stream: bool) -> Result<Vec<u8>, LlmError> {
+        let body = ChatBody {
+            req,
+            config: &self.config,
+            stream,
+        };
+        self.encode_with(body_size_hint(req), |out| body.write_json(out))
     }
 
     /// Sends a JSON POST; returns the response when its status is 2xx.
@@ -361,14 +379,7 @@ impl Inner {
 
     async fn chat(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
         check_request(&req, self.provider())?;
-        let body = self.encode(
-            &ChatBody {
-                req: &req,
-                config: &self.config,
-                stream: false,
-            },
-            body_size_hint(&req),
-        )?;
+        let body = self.encode_chat(&req, false)?;
         let started = Instant::now();
         let res = self
             .post(&self.chat_url, body, &req.model, started, false)
@@ -380,14 +391,7 @@ impl Inner {
 
     async fn chat_stream(&self, req: LlmRequest) -> Result<LlmStream, LlmError> {
         check_request(&req, self.provider())?;
-        let body = self.encode(
-            &ChatBody {
-                req: &req,
-                config: &self.config,
-                stream: true,
-            },
-            body_size_hint(&req),
-        )?;
+        let body = self.encode_chat(&req, true)?;
         let started = Instant::now();
         let res = self
             .post(&self.chat_url, body, &req.model, started, true)
