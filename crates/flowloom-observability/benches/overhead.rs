@@ -440,6 +440,31 @@ fn layer_alone() {
     );
 }
 
+/// Scrubbing one log line: a line as the JSON logs write it (no secret in it), through the
+/// default redactor with one configured secret.
+fn redaction_per_line() {
+    const LINES: u32 = 100_000;
+    let line = r#"{"timestamp":"2026-11-21T14:05:03.123456Z","level":"INFO","fields":{"message":"model call finished"},"target":"flowloom::gen_ai","spans":[{"name":"workflow","workflow.name":"three-steps","workflow.id":"5f0c6f0e-2a39-4a55-9c1e-0d6a4d0c1f11","correlation.id":"0b7d3f8e-6c1a-4f2e-8a55-2b9f4e1d7c33"},{"name":"step","step.name":"draft","step.kind":"llm"},{"name":"gen_ai","otel.name":"chat gpt-4o-mini","otel.kind":"client","gen_ai.operation.name":"chat","gen_ai.provider.name":"mock","gen_ai.request.model":"gpt-4o-mini","gen_ai.request.temperature":0.7,"gen_ai.request.max_tokens":1000,"gen_ai.response.model":"gpt-4o-mini","gen_ai.response.finish_reasons":"[\"stop\"]","gen_ai.usage.input_tokens":12,"gen_ai.usage.output_tokens":9,"workflow.id":"5f0c6f0e-2a39-4a55-9c1e-0d6a4d0c1f11"}]}"#;
+    let r = Redactor::new().with_secret("sk-bench-0123456789abcdef");
+    let mut ns = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for _ in 0..LINES {
+            assert!(matches!(
+                r.redact(std::hint::black_box(line)),
+                std::borrow::Cow::Borrowed(_)
+            ));
+        }
+        ns.push(t.elapsed().as_secs_f64() * 1e9 / f64::from(LINES));
+    }
+    ns.sort_by(f64::total_cmp);
+    println!(
+        "redaction: {:.0} ns per {}-byte log line without secrets (median of {ROUNDS} × {LINES})",
+        ns[ns.len() / 2],
+        line.len()
+    );
+}
+
 fn main() {
     let only = std::env::var("FLOWLOOM_BENCH_ONLY").ok();
     let keep = |setups: &[Setup]| -> Vec<Setup> {
@@ -474,6 +499,7 @@ fn main() {
     }
     if which.is_empty() || which == "layer" {
         layer_alone();
+        redaction_per_line();
     }
     if which.is_empty() || which == "latency" {
         table(

@@ -1,14 +1,17 @@
 //! The JSON line format: `tracing-subscriber`'s JSON shape (`timestamp`, `level`, `fields`,
 //! `target`, `spans`), written directly.
 //!
-//! `tracing-subscriber`'s own JSON formatter parses every span's stored fields back into a
-//! `serde_json::Value` for every line it writes; here the stored fields (a JSON object kept
-//! by [`JsonFields`](tracing_subscriber::fmt::format::JsonFields)) are copied as they are.
+//! Span fields are kept by [`SpanFields`] as the JSON members they are written as
+//! (`"key":value,...`): a line copies them as they are, and recording a field appends its
+//! member (replacing the one it had). `tracing-subscriber`'s `JsonFields` instead re-parses
+//! and re-serializes every field of the span through `serde_json` on every `record`, and its
+//! JSON formatter does the same for every span of every line.
 
 use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -93,6 +96,102 @@ impl<W: fmt::Write> Visit for FieldsVisitor<'_, W> {
     }
 }
 
+/// Span fields as JSON members without the braces: `"a":1,"b":"x"`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpanFields;
+
+impl<'w> FormatFields<'w> for SpanFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut v = FieldsVisitor {
+            w: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        // A field recorded again replaces its member.
+        fields.record(&mut Remove(&mut current.fields));
+        let mut v = FieldsVisitor {
+            w: &mut current.fields,
+            first: true,
+            result: Ok(()),
+        };
+        // Appending after members already there.
+        v.first = v.w.is_empty();
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+/// Removes the members of the fields it visits from stored span fields.
+struct Remove<'a>(&'a mut String);
+
+impl Remove<'_> {
+    fn remove(&mut self, field: &Field) {
+        let s = &mut *self.0;
+        let mut key = String::with_capacity(field.name().len() + 3);
+        if write_json_str(&mut key, field.name()).is_err() {
+            return;
+        }
+        key.push(':');
+        // A member starts the text or follows a comma. Inside a string value every `"` is
+        // escaped (`\"`), so `,"key":` there is never a match.
+        let start = if s.starts_with(&key) {
+            Some(0)
+        } else {
+            s.find(&format!(",{key}"))
+        };
+        let Some(start) = start else {
+            return;
+        };
+        let value = start + key.len() + usize::from(start > 0);
+        let end = value_end(s, value);
+        if start == 0 {
+            // Also the comma after it, if another member follows.
+            let end = if s[end..].starts_with(',') {
+                end + 1
+            } else {
+                end
+            };
+            s.replace_range(..end, "");
+        } else {
+            s.replace_range(start..end, "");
+        }
+    }
+}
+
+/// Where the JSON scalar starting at `at` ends (a string, number, `true`, `false` or `null`:
+/// what [`FieldsVisitor`] writes).
+fn value_end(s: &str, at: usize) -> usize {
+    let b = s.as_bytes();
+    if b.get(at) == Some(&b'"') {
+        let mut i = at + 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        b.len()
+    } else {
+        s[at..].find(',').map_or(s.len(), |i| at + i)
+    }
+}
+
+impl Visit for Remove<'_> {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        self.remove(field);
+    }
+}
+
 /// One JSON object per event, in `tracing-subscriber`'s JSON shape with the span list and
 /// without the repeated current span.
 #[derive(Debug, Clone, Copy, Default)]
@@ -141,20 +240,12 @@ where
                 w.write_str("{\"name\":")?;
                 write_json_str(&mut w, span.name())?;
                 let ext = span.extensions();
-                if let Some(f) = ext.get::<FormattedFields<N>>() {
-                    // `JsonFields` keeps the span's fields as one JSON object: splice its
-                    // members in.
-                    let inner = f
-                        .fields
-                        .trim()
-                        .strip_prefix('{')
-                        .and_then(|s| s.strip_suffix('}'))
-                        .unwrap_or("")
-                        .trim();
-                    if !inner.is_empty() {
-                        w.write_char(',')?;
-                        w.write_str(inner)?;
-                    }
+                if let Some(f) = ext.get::<FormattedFields<N>>()
+                    && !f.fields.is_empty()
+                {
+                    // `SpanFields` keeps the span's fields as JSON members: copy them in.
+                    w.write_char(',')?;
+                    w.write_str(&f.fields)?;
                 }
                 w.write_char('}')?;
             }
@@ -166,6 +257,82 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line_of(f: impl FnOnce()) -> String {
+        use tracing_subscriber::layer::SubscriberExt;
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = std::sync::Arc::clone(&out);
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(SpanFields)
+            .event_format(JsonLines)
+            .with_writer(move || Sink(std::sync::Arc::clone(&sink)));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn span_fields_recorded_again_replace_their_member() {
+        let text = line_of(|| {
+            let span = tracing::info_span!(
+                "s",
+                first = "a,\"b\":1",
+                status = tracing::field::Empty,
+                n = 1u64,
+                last = tracing::field::Empty,
+            );
+            span.record("status", "RUNNING");
+            span.record("last", true);
+            span.record("status", "COMPLETED");
+            span.record("first", "x\\");
+            span.record("n", 2u64);
+            span.in_scope(|| tracing::info!(k = 3, "hello"));
+        });
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let s = &v["spans"][0];
+        assert_eq!(s["name"], "s");
+        assert_eq!(s["status"], "COMPLETED");
+        assert_eq!(s["first"], "x\\");
+        assert_eq!(s["n"], 2);
+        assert_eq!(s["last"], true);
+        assert_eq!(v["fields"]["message"], "hello");
+        assert_eq!(v["fields"]["k"], 3);
+        // Each key once: a repeated key would be valid JSON that readers disagree on.
+        for key in ["\"status\"", "\"first\"", "\"n\"", "\"last\""] {
+            assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_span_without_fields_gets_only_its_name() {
+        let text = line_of(|| {
+            let span = tracing::info_span!("bare", later = tracing::field::Empty);
+            span.in_scope(|| tracing::info!("x"));
+            span.record("later", 5u64);
+            span.in_scope(|| tracing::info!("y"));
+        });
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["spans"][0], serde_json::json!({"name": "bare"}));
+        assert_eq!(
+            lines[1]["spans"][0],
+            serde_json::json!({"name": "bare", "later": 5})
+        );
+    }
 
     #[test]
     fn strings_are_escaped_as_json() {

@@ -345,7 +345,7 @@ where
         LogFormat::Json | LogFormat::Auto => tracing_subscriber::fmt::layer()
             // `spans` lists every span in scope, outermost first, with its fields (the
             // current span is its last entry, so it is not repeated under `span`).
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .fmt_fields(json::SpanFields)
             .event_format(json::JsonLines)
             .with_writer(writer)
             .with_filter(filter)
