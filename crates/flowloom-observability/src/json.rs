@@ -268,8 +268,7 @@ mod tests {
             .with_writer(move || Sink(std::sync::Arc::clone(&sink)));
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-        text
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
     }
 
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
