@@ -16,30 +16,49 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Writes `s` as a JSON string literal.
-fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    w.write_char('"')?;
+/// Writes the contents of a JSON string literal for `s` (no quotes). Only `"`, `\` and
+/// control characters are escaped, so the scan is over bytes: every byte of a multi-byte
+/// character is ≥ 0x80 and passes as it is.
+fn write_json_contents(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 => "",
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
             _ => continue,
         };
+        // `i` is at an ASCII byte, so a char boundary.
         w.write_str(&s[start..i])?;
         if esc.is_empty() {
-            write!(w, "\\u{:04x}", c as u32)?;
+            write!(w, "\\u{b:04x}")?;
         } else {
             w.write_str(esc)?;
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
-    w.write_str(&s[start..])?;
+    w.write_str(&s[start..])
+}
+
+/// Writes `s` as a JSON string literal.
+fn write_json_str(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    write_json_contents(w, s)?;
     w.write_char('"')
+}
+
+/// Escapes what is written through it as the contents of a JSON string (for `Debug` and
+/// `Display` values, written without an intermediate `String`).
+struct Escaping<'a, W: fmt::Write + ?Sized>(&'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_json_contents(self.0, s)
+    }
 }
 
 struct FieldsVisitor<'a, W: fmt::Write> {
@@ -91,8 +110,11 @@ impl<W: fmt::Write> Visit for FieldsVisitor<'_, W> {
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let text = format!("{value:?}");
-        self.put(field, |w| write_json_str(w, &text));
+        self.put(field, |w| {
+            w.write_char('"')?;
+            fmt::Write::write_fmt(&mut Escaping(w), format_args!("{value:?}"))?;
+            w.write_char('"')
+        });
     }
 }
 
@@ -117,7 +139,11 @@ impl<'w> FormatFields<'w> for SpanFields {
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
         // A field recorded again replaces its member.
-        fields.record(&mut Remove(&mut current.fields));
+        if !current.fields.is_empty() {
+            let mut names = Names(Vec::new());
+            fields.record(&mut names);
+            remove_members(&mut current.fields, &names.0);
+        }
         let mut v = FieldsVisitor {
             w: &mut current.fields,
             first: true,
@@ -130,41 +156,46 @@ impl<'w> FormatFields<'w> for SpanFields {
     }
 }
 
-/// Removes the members of the fields it visits from stored span fields.
-struct Remove<'a>(&'a mut String);
+/// Collects the names of the fields a record sets.
+struct Names(Vec<&'static str>);
 
-impl Remove<'_> {
-    fn remove(&mut self, field: &Field) {
-        let s = &mut *self.0;
-        let mut key = String::with_capacity(field.name().len() + 3);
-        if write_json_str(&mut key, field.name()).is_err() {
-            return;
-        }
-        key.push(':');
-        // A member starts the text or follows a comma. Inside a string value every `"` is
-        // escaped (`\"`), so `,"key":` there is never a match.
-        let start = if s.starts_with(&key) {
-            Some(0)
-        } else {
-            s.find(&format!(",{key}"))
-        };
-        let Some(start) = start else {
-            return;
-        };
-        let value = start + key.len() + usize::from(start > 0);
-        let end = value_end(s, value);
-        if start == 0 {
-            // Also the comma after it, if another member follows.
-            let end = if s[end..].starts_with(',') {
-                end + 1
-            } else {
-                end
-            };
-            s.replace_range(..end, "");
-        } else {
-            s.replace_range(start..end, "");
-        }
+impl Visit for Names {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        self.0.push(field.name());
     }
+}
+
+/// The members of stored span fields (`"a":1,"b":"x"`): each member's key (as written,
+/// without quotes) and its extent.
+fn members(s: &str) -> impl Iterator<Item = (&str, std::ops::Range<usize>)> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= s.len() {
+            return None;
+        }
+        let key_end = value_end(s, at);
+        let end = value_end(s, (key_end + 1).min(s.len()));
+        let key = s.get(at + 1..key_end.saturating_sub(1)).unwrap_or("");
+        let member = (key, at..end);
+        // Past the comma.
+        at = end + 1;
+        Some(member)
+    })
+}
+
+/// Removes from stored span fields the members named in `names`.
+fn remove_members(s: &mut String, names: &[&str]) {
+    if !members(s).any(|(k, _)| names.contains(&k)) {
+        return;
+    }
+    let mut kept = String::with_capacity(s.len());
+    for (_, range) in members(s).filter(|(k, _)| !names.contains(k)) {
+        if !kept.is_empty() {
+            kept.push(',');
+        }
+        kept.push_str(&s[range]);
+    }
+    *s = kept;
 }
 
 /// Where the JSON scalar starting at `at` ends (a string, number, `true`, `false` or `null`:
@@ -182,14 +213,40 @@ fn value_end(s: &str, at: usize) -> usize {
         }
         b.len()
     } else {
-        s[at..].find(',').map_or(s.len(), |i| at + i)
+        s[at..].find([',', ':']).map_or(s.len(), |i| at + i)
     }
 }
 
-impl Visit for Remove<'_> {
-    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
-        self.remove(field);
+/// Writes `t` as RFC 3339 UTC with microseconds, `2026-11-21T14:05:03.123456Z`.
+fn write_timestamp(w: &mut impl fmt::Write, t: time::OffsetDateTime) -> fmt::Result {
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return write!(
+            w,
+            "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        );
     }
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, digits: usize, mut v: u32| {
+        for i in (at..at + digits).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year.unsigned_abs());
+    put(5, 2, u32::from(u8::from(t.month())));
+    put(8, 2, u32::from(t.day()));
+    put(11, 2, u32::from(t.hour()));
+    put(14, 2, u32::from(t.minute()));
+    put(17, 2, u32::from(t.second()));
+    put(20, 6, t.microsecond());
+    w.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
 }
 
 /// One JSON object per event, in `tracing-subscriber`'s JSON shape with the span list and
@@ -209,19 +266,11 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let now = time::OffsetDateTime::now_utc();
-        write!(
-            w,
-            "{{\"timestamp\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"level\":\"{}\",\"fields\":{{",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.microsecond(),
-            meta.level().as_str(),
-        )?;
+        w.write_str("{\"timestamp\":\"")?;
+        write_timestamp(&mut w, time::OffsetDateTime::now_utc())?;
+        w.write_str("\",\"level\":\"")?;
+        w.write_str(meta.level().as_str())?;
+        w.write_str("\",\"fields\":{")?;
         let mut v = FieldsVisitor {
             w: &mut w,
             first: true,
@@ -331,6 +380,50 @@ mod tests {
             lines[1]["spans"][0],
             serde_json::json!({"name": "bare", "later": 5})
         );
+    }
+
+    #[test]
+    fn members_are_removed_wherever_they_are() {
+        let base = r#""a":"x,\"b\":2","b":1,"c":true,"d":"\\""#;
+        for (names, want) in [
+            (&["a"][..], r#""b":1,"c":true,"d":"\\""#),
+            (&["b"][..], r#""a":"x,\"b\":2","c":true,"d":"\\""#),
+            (&["d"][..], r#""a":"x,\"b\":2","b":1,"c":true"#),
+            (&["a", "c", "d"][..], r#""b":1"#),
+            (&["zz"][..], base),
+        ] {
+            let mut s = base.to_owned();
+            remove_members(&mut s, names);
+            assert_eq!(s, want, "{names:?}");
+            let _: serde_json::Value = serde_json::from_str(&format!("{{{s}}}")).unwrap();
+        }
+    }
+
+    #[test]
+    fn debug_values_are_escaped_as_they_are_written() {
+        struct Odd;
+        impl fmt::Debug for Odd {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a\"b")?;
+                f.write_str("\\c\n")
+            }
+        }
+        let text = line_of(|| tracing::info!(odd = ?Odd, shown = %"d\"e"));
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["fields"]["odd"], "a\"b\\c\n");
+        assert_eq!(v["fields"]["shown"], "d\"e");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let t = time::macros::datetime!(2026-01-02 03:04:05.000067 UTC);
+        let mut out = String::new();
+        write_timestamp(&mut out, t).unwrap();
+        assert_eq!(out, "2026-01-02T03:04:05.000067Z");
+        let back =
+            time::OffsetDateTime::parse(&out, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert_eq!(back, t);
     }
 
     #[test]

@@ -72,7 +72,8 @@ fn may_hold_credential(text: &str) -> bool {
             return true;
         };
         lower.clear();
-        lower.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+        lower.extend_from_slice(text.as_bytes());
+        lower.make_ascii_lowercase();
         gate.is_match(&lower)
     });
     found.unwrap_or(true)
