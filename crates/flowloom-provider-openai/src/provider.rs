@@ -211,16 +211,17 @@ impl OpenAiProvider {
             let (n, v) = header_pair(name, value, true)?;
             headers.append(n, v);
         }
+        // Every answer but a stream is JSON; set once here rather than on each request (a
+        // stream asks for `text/event-stream` on its request, which wins).
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
 
-        let mut builder = Client::builder()
+        // The request timeout is applied per call (see `Inner::post` and `Inner::chat`), not
+        // here: a chat call bounds its whole exchange with one timer of its own.
+        let client = Client::builder()
             .default_headers(headers)
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true);
-        if let Some(t) = config.request_timeout {
-            builder = builder.timeout(t);
-        }
-        let client = builder
+            .tcp_nodelay(true)
             .build()
             .map_err(|e| ConfigError::Client(e.to_string()))?;
 
@@ -317,7 +318,9 @@ impl Inner {
         self.encode_with(body_size_hint(req), |out| body.write_json(out))
     }
 
-    /// Sends a JSON POST; returns the response when its status is 2xx.
+    /// Sends a JSON POST; returns the response when its status is 2xx. With `timed`, the
+    /// configured request timeout bounds the request and the reading of its body (stream
+    /// included); without, the caller bounds it.
     async fn post(
         &self,
         url: &Url,
@@ -325,22 +328,22 @@ impl Inner {
         model: &str,
         started: Instant,
         sse: bool,
+        timed: bool,
     ) -> Result<reqwest::Response, LlmError> {
-        let res = self
-            .client
-            .post(url.clone())
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )
-            .header(
+        let mut request = self.client.post(url.clone()).header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if sse {
+            request = request.header(
                 header::ACCEPT,
-                HeaderValue::from_static(if sse {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                }),
-            )
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
+        if timed && let Some(limit) = self.config.request_timeout {
+            request = request.timeout(limit);
+        }
+        let res = request
             .body(body)
             .send()
             .await
@@ -381,10 +384,23 @@ impl Inner {
         check_request(&req, self.provider())?;
         let body = self.encode_chat(&req, false)?;
         let started = Instant::now();
-        let res = self
-            .post(&self.chat_url, body, &req.model, started, false)
-            .await?;
-        let bytes = self.read_body(res, started).await?;
+        let exchange = async {
+            let res = self
+                .post(&self.chat_url, body, &req.model, started, false, false)
+                .await?;
+            self.read_body(res, started).await
+        };
+        let bytes = match self.config.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LlmError::Timeout {
+                        provider: self.provider().to_owned(),
+                        elapsed: started.elapsed(),
+                    })
+                })?,
+            None => exchange.await?,
+        };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         parse_response(&bytes, &req.model, self.provider(), latency_ms)
     }
@@ -394,7 +410,7 @@ impl Inner {
         let body = self.encode_chat(&req, true)?;
         let started = Instant::now();
         let res = self
-            .post(&self.chat_url, body, &req.model, started, true)
+            .post(&self.chat_url, body, &req.model, started, true, true)
             .await?;
         let is_sse = res
             .headers()
@@ -453,7 +469,14 @@ impl Inner {
                 let hint = input.iter().map(|t| t.len() + 3).sum();
                 let body = inner.encode(&EmbeddingBody { req: &req, input }, hint)?;
                 let res = inner
-                    .post(&inner.embeddings_url, body, &req.model, started, false)
+                    .post(
+                        &inner.embeddings_url,
+                        body,
+                        &req.model,
+                        started,
+                        false,
+                        true,
+                    )
                     .await?;
                 let bytes = inner.read_body(res, started).await?;
                 parse_batch(&bytes, input.len(), inner.provider())
@@ -489,9 +512,11 @@ impl Inner {
             id: String,
         }
         let started = Instant::now();
-        let res = self
-            .client
-            .get(self.models_url.clone())
+        let mut request = self.client.get(self.models_url.clone());
+        if let Some(limit) = self.config.request_timeout {
+            request = request.timeout(limit);
+        }
+        let res = request
             .send()
             .await
             .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))?;

@@ -67,7 +67,12 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline(always)]
     fn skip_ws(&mut self) {
+        // Compact JSON has none: one comparison then.
+        if self.bytes.get(self.pos).is_some_and(|&b| b > b' ') {
+            return;
+        }
         let mut pos = self.pos;
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(pos) {
             pos += 1;
@@ -76,11 +81,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let b = *self.bytes.get(self.pos)?;
         self.pos += 1;
@@ -88,11 +95,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// Consumes `byte` after whitespace.
+    #[inline(always)]
     fn open(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
 
     /// Consumes `null` if it is next; false (nothing consumed) for any other value.
+    #[inline(always)]
     fn null(&mut self) -> Option<bool> {
         if self.peek()? != b'n' {
             return Some(false);
@@ -101,6 +110,7 @@ impl<'a> Scanner<'a> {
         Some(true)
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.pos.checked_add(word.len())?;
         (self.bytes.get(self.pos..end)? == word).then(|| self.pos = end)
@@ -118,7 +128,11 @@ impl<'a> Scanner<'a> {
             loop {
                 self.open(b'"')?;
                 let key = self.plain_string()?;
-                self.open(b':')?;
+                if self.bytes.get(self.pos) == Some(&b':') {
+                    self.pos += 1;
+                } else {
+                    self.open(b':')?;
+                }
                 f(self, key)?;
                 match self.peek()? {
                     b',' => self.pos += 1,
@@ -161,6 +175,7 @@ impl<'a> Scanner<'a> {
 
     /// Advances over string bytes that need no attention; stops at `"`, `\` or a control
     /// character (or the end).
+    #[inline(always)]
     fn skip_plain(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -195,6 +210,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string without escapes (keys); the opening `"` is already read.
+    #[inline(always)]
     fn plain_string(&mut self) -> Option<&'a str> {
         let start = self.pos;
         self.skip_plain();
@@ -205,6 +221,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string value; the opening `"` is already read. Borrowed unless it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let start = self.pos;
         self.skip_plain();
@@ -378,6 +395,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string (`Some(Some)`), `null` (`Some(None)`) or give up.
+    #[inline(always)]
     fn opt_string(&mut self) -> Option<Option<Cow<'a, str>>> {
         if self.null()? {
             return Some(None);

@@ -107,6 +107,13 @@ async fn chat_success_maps_content_usage_finish_id_latency_and_sends_headers() {
     assert_eq!(r.header("openai-project"), Some("proj-1"));
     assert_eq!(r.header("x-extra"), Some("yes"));
     assert_eq!(r.header("content-type"), Some("application/json"));
+    let accept: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "accept")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(accept, ["application/json"]);
     let body = r.body.unwrap();
     assert_eq!(
         body["messages"][0],
@@ -285,10 +292,15 @@ async fn stream_with_usage_in_a_chunk_with_empty_choices() {
     let body = server.last_request().unwrap().body.unwrap();
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"], json!({"include_usage": true}));
-    assert_eq!(
-        server.last_request().unwrap().header("accept"),
-        Some("text/event-stream")
-    );
+    let accept: Vec<String> = server
+        .last_request()
+        .unwrap()
+        .headers
+        .into_iter()
+        .filter(|(k, _)| k == "accept")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(accept, ["text/event-stream"]);
 }
 
 #[tokio::test]
@@ -671,6 +683,43 @@ async fn a_slow_server_hits_the_client_timeout() {
     let e = chat(&p, LlmRequest::new("m", "hi")).await.unwrap_err();
     assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
     assert!(e.is_timeout() && e.is_retryable());
+}
+
+/// The request timeout bounds streams, embeddings and the models list as it bounds chat.
+#[tokio::test(start_paused = true)]
+async fn the_request_timeout_bounds_every_kind_of_call() {
+    let server = MockOpenAiServer::start().await.unwrap();
+    let p = OpenAiProvider::builder()
+        .api_key(KEY)
+        .base_url(server.base_url())
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let slow = || Fault::delay(Duration::from_secs(60));
+
+    server.push_fault(slow());
+    let e = chat(&p, LlmRequest::new("m", "hi")).await.unwrap_err();
+    assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
+
+    server.push_fault(slow());
+    let e = p.clone().oneshot(stream_req("hi")).await.err().unwrap();
+    assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
+
+    server.push_fault(slow());
+    let e = p
+        .clone()
+        .oneshot(EmbeddingRequest::new("e", vec!["a".to_owned()]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
+
+    server.push_fault(slow());
+    let e = p.list_models().await.unwrap_err();
+    assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
+
+    // Without a delay the same provider answers.
+    let res = chat(&p, LlmRequest::new("m", "hi")).await.unwrap();
+    assert_eq!(res.content, "hi");
 }
 
 #[tokio::test]
