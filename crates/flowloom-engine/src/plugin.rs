@@ -265,28 +265,52 @@ impl StepRuntime {
                 .clone()
                 .unwrap_or_else(|| self.run.engine.config().default_model.clone());
         }
-        request.context = CallContext {
+        request.context = self.call_context(Some(pname));
+        let res = svc.oneshot(request).await;
+        self.count_calls(1);
+        if let Ok(r) = &res {
+            self.record_response(r);
+        }
+        res
+    }
+
+    /// The engine running this step: its configuration and registered providers, for a plugin
+    /// that builds a service of its own over them (a failover chain, say). Calls made that
+    /// way are counted with [`count_calls`](Self::count_calls) and
+    /// [`record_response`](Self::record_response).
+    pub fn engine(&self) -> &crate::Engine {
+        &self.run.engine
+    }
+
+    /// The [`CallContext`] of a request this step makes: run, workflow, step and correlation
+    /// id, and `provider` where one is known.
+    pub fn call_context(&self, provider: Option<Arc<str>>) -> CallContext {
+        CallContext {
             run_id: Some(self.run.run_id),
             workflow: Some(Arc::clone(&self.run.workflow.0.name)),
             step: Some(Arc::clone(&self.step_name)),
             correlation_id: Some(self.run.correlation_id),
-            provider: Some(pname),
-        };
-        let res = svc.oneshot(request).await;
-        if let Ok(r) = &res {
-            self.run.llm_calls.fetch_add(1, Ordering::Relaxed);
-            match &r.usage {
-                Some(u) => self.record_usage(u),
-                None => {
-                    self.run
-                        .llm_calls_without_usage
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        } else {
-            self.run.llm_calls.fetch_add(1, Ordering::Relaxed);
+            provider,
         }
-        res
+    }
+
+    /// Counts `calls` model calls (answered or not) in the run's metrics, for calls made by
+    /// other means than [`call_llm`](Self::call_llm).
+    pub fn count_calls(&self, calls: u64) {
+        self.run.llm_calls.fetch_add(calls, Ordering::Relaxed);
+    }
+
+    /// Records an answer's usage to this step, or counts the call as one without usage when
+    /// the provider reported none (never as zero tokens).
+    pub fn record_response(&self, response: &LlmResponse) {
+        match &response.usage {
+            Some(u) => self.record_usage(u),
+            None => {
+                self.run
+                    .llm_calls_without_usage
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Calls an embedding provider (`provider`, or the engine's only/default one); records
@@ -297,13 +321,7 @@ impl StepRuntime {
         mut request: EmbeddingRequest,
     ) -> Result<EmbeddingResponse, LlmError> {
         let (pname, svc) = self.run.engine.embedding_provider(provider)?;
-        request.context = CallContext {
-            run_id: Some(self.run.run_id),
-            workflow: Some(Arc::clone(&self.run.workflow.0.name)),
-            step: Some(Arc::clone(&self.step_name)),
-            correlation_id: Some(self.run.correlation_id),
-            provider: Some(pname),
-        };
+        request.context = self.call_context(Some(pname));
         let res = svc.oneshot(request).await?;
         if let Some(u) = &res.usage {
             self.record_usage(u);

@@ -317,6 +317,71 @@ async fn a_plugin_uses_the_runtime_and_its_calls_are_counted_to_its_step() {
     );
 }
 
+/// A plugin calling the engine's providers through a service of its own (here: first
+/// provider that answers), counting its calls through the public runtime API.
+struct FirstThatAnswers(Vec<&'static str>);
+impl StepPlugin for FirstThatAnswers {
+    fn name(&self) -> &str {
+        "first-that-answers"
+    }
+    fn providers(&self) -> Vec<String> {
+        self.0.iter().map(|p| (*p).to_owned()).collect()
+    }
+    fn execute<'a>(&'a self, rt: &'a StepRuntime) -> BoxFuture<'a, Result<Value, BoxError>> {
+        use tower::ServiceExt;
+        Box::pin(async move {
+            let mut last = None;
+            for name in &self.0 {
+                let (pname, svc) = rt.engine().provider(name).ok_or("not registered")?;
+                let mut req = rt.request("hello");
+                req.context = rt.call_context(Some(pname));
+                let res = svc.oneshot(req).await;
+                rt.count_calls(1);
+                match res {
+                    Ok(r) => {
+                        rt.record_response(&r);
+                        return Ok(json!(r.content));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.map_or_else(|| "no providers".into(), Into::into))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_with_its_own_service_over_the_engines_providers_is_counted_like_call_llm() {
+    let down = MockProvider::from_yaml_str("rules:\n  - error: server\n").unwrap();
+    let engine = Engine::builder()
+        .provider("down", down)
+        .provider("shouty", provider::from_async(Shouty))
+        .provider("reverse", provider::from_blocking(Reverse))
+        .build()
+        .unwrap();
+    let wf = Workflow::builder("own")
+        .plugin("ask", FirstThatAnswers(vec!["down", "shouty"]))
+        .build()
+        .unwrap();
+    let r = engine.run(&wf, "x").await.unwrap();
+    assert_eq!(r.output, Some(json!("HELLO")));
+    // Both calls counted; the answer's usage (3 + 2) recorded to the step.
+    assert_eq!(r.metrics.llm_calls, 2);
+    assert_eq!(r.metrics.llm_calls_without_usage, 0);
+    assert_eq!(r.metrics.step_token_usage["ask"].total_tokens, 5);
+
+    // An answer without usage is counted as such, never as zero tokens.
+    let wf = Workflow::builder("own")
+        .plugin("ask", FirstThatAnswers(vec!["reverse"]))
+        .build()
+        .unwrap();
+    let r = engine.run(&wf, "x").await.unwrap();
+    assert_eq!(r.output, Some(json!("olleh")));
+    assert_eq!(r.metrics.llm_calls, 1);
+    assert_eq!(r.metrics.llm_calls_without_usage, 1);
+    assert!(!r.metrics.step_token_usage.contains_key("ask"));
+}
+
 #[tokio::test]
 async fn registered_step_kinds_make_plugins_from_parameters() {
     let log: Log = Arc::default();

@@ -5,12 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flowloom_core::{
-    BoxError, CallContext, EmbeddingRequest, EncodingFormat, LlmRequest, LlmResponse,
-};
+use flowloom_core::{BoxError, EmbeddingRequest, EncodingFormat, LlmRequest, LlmResponse};
 use flowloom_middleware::failover::{Failover, FailoverEntry};
 use futures_util::StreamExt;
 use minijinja::{Environment, UndefinedBehavior, Value as MjValue};
@@ -52,7 +49,7 @@ async fn write_file(path: PathBuf, text: String) -> std::io::Result<()> {
 /// unset comes from the engine's configuration (`default_model`, `default_temperature`,
 /// `default_max_tokens`), as for a plain `run` step.
 fn request_for(rt: &StepRuntime, cfg: &EffectiveConfig, prompt: String) -> LlmRequest {
-    let defaults = rt.run.engine.config();
+    let defaults = rt.engine().config();
     LlmRequest::new(
         cfg.model
             .clone()
@@ -196,7 +193,7 @@ impl StepPlugin for FailoverRun {
     fn execute<'a>(&'a self, rt: &'a StepRuntime) -> BoxFuture<'a, Result<Value, BoxError>> {
         Box::pin(async move {
             let prompt = rt.render(&self.prompt)?;
-            let engine = &rt.run.engine;
+            let engine = rt.engine();
             let mut entries = Vec::new();
             for f in &self.chain {
                 let (_, svc) = engine.provider(&f.provider).ok_or_else(|| {
@@ -223,36 +220,19 @@ impl StepPlugin for FailoverRun {
             if let Some(first) = self.chain.first() {
                 req.model = first.model.clone();
             }
-            req.context = CallContext {
-                run_id: Some(rt.run_id()),
-                workflow: Some(Arc::from(rt.workflow_name())),
-                step: Some(Arc::from(rt.step_name())),
-                correlation_id: Some(rt.ctx().correlation_id),
-                provider: None,
-            };
+            req.context = rt.call_context(None);
             let res: Result<LlmResponse, _> = chain.oneshot(req).await;
             match res {
                 Ok(r) => {
-                    rt.run
-                        .llm_calls
-                        .fetch_add(1 + r.attempts.len() as u64, Ordering::Relaxed);
-                    match &r.usage {
-                        Some(u) => rt.record_usage(u),
-                        None => {
-                            rt.run
-                                .llm_calls_without_usage
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    rt.count_calls(1 + r.attempts.len() as u64);
+                    rt.record_response(&r);
                     for a in &r.attempts {
                         tracing::warn!(provider = %a.provider, model = %a.model, error = ?a.error, "failover: provider failed, moved on");
                     }
                     Ok(Value::String(r.content))
                 }
                 Err(e) => {
-                    rt.run
-                        .llm_calls
-                        .fetch_add(self.chain.len() as u64, Ordering::Relaxed);
+                    rt.count_calls(self.chain.len() as u64);
                     Err(e.into())
                 }
             }
@@ -710,7 +690,7 @@ impl LoopRunner {
         let model = self
             .judge_model
             .clone()
-            .unwrap_or_else(|| rt.run.engine.config().default_model.clone());
+            .unwrap_or_else(|| rt.engine().config().default_model.clone());
         let req = LlmRequest::new(model, prompt)
             .with_temperature(0.0)
             .with_max_tokens(16);
