@@ -403,9 +403,14 @@ fn layer_alone() {
         "gpt-4o-mini",
         "mock",
     ));
-    let bare = tower::service_fn(move |_r: LlmRequest| {
-        std::future::ready(Ok::<_, flowloom_core::LlmError>(answer.clone()))
-    });
+    // Boxed, as every service behind the engine's `BoxLlmService` is.
+    let bare = tower::service_fn(
+        move |_r: LlmRequest| -> flowloom_core::provider::BoxFuture<_> {
+            Box::pin(std::future::ready(Ok::<_, flowloom_core::LlmError>(
+                answer.clone(),
+            )))
+        },
+    );
     let request = LlmRequest::new("gpt-4o-mini", "hi").with_context(CallContext {
         run_id: Some(uuid::Uuid::new_v4()),
         workflow: Some("three-steps".into()),

@@ -77,13 +77,12 @@ pub struct TokenAccounting<S> {
 fn chat_entry(call: PendingCall, result: Result<&LlmResponse, &LlmError>) -> Entry {
     match result {
         Ok(res) => call.finish(
-            OPERATION_CHAT,
             Some(&res.model),
             Some(&res.provider),
             None,
             outcome_of(res.cached, res.usage.as_ref()),
         ),
-        Err(e) => failed(call, OPERATION_CHAT, e),
+        Err(e) => failed(call, e),
     }
 }
 
@@ -95,9 +94,8 @@ fn outcome_of(cached: bool, usage: Option<&TokenUsage>) -> Outcome {
     }
 }
 
-fn failed(call: PendingCall, op: &'static str, e: &LlmError) -> Entry {
+fn failed(call: PendingCall, e: &LlmError) -> Entry {
     call.finish(
-        op,
         None,
         None,
         e.provider(),
@@ -144,7 +142,7 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let call = PendingCall::new(&req.context, &req.model);
+        let call = PendingCall::new(&req.context, OPERATION_CHAT, &req.model);
         AccountingFuture {
             inner: self.inner.call(req),
             call: Some(call),
@@ -167,20 +165,19 @@ where
     }
 
     fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
-        let call = PendingCall::new(&req.context, &req.model);
+        let call = PendingCall::new(&req.context, OPERATION_EMBEDDINGS, &req.model);
         let ledger = self.ledger.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
             let entry = match &result {
                 Ok(res) => call.finish(
-                    OPERATION_EMBEDDINGS,
                     Some(&res.model),
                     Some(&res.provider),
                     None,
                     outcome_of(false, res.usage.as_ref()),
                 ),
-                Err(e) => failed(call, OPERATION_EMBEDDINGS, e),
+                Err(e) => failed(call, e),
             };
             ledger.record_entry(entry);
             result
@@ -202,7 +199,7 @@ where
     }
 
     fn call(&mut self, req: StreamRequest) -> Self::Future {
-        let call = PendingCall::new(&req.0.context, &req.0.model);
+        let call = PendingCall::new(&req.0.context, OPERATION_CHAT, &req.0.model);
         let ledger = self.ledger.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -216,7 +213,7 @@ where
                     Ok(s)
                 }
                 Err(e) => {
-                    ledger.record_entry(failed(call, OPERATION_CHAT, &e));
+                    ledger.record_entry(failed(call, &e));
                     Err(e)
                 }
             }
@@ -243,13 +240,13 @@ impl Stream for AccountedStream {
             Poll::Ready(Some(Ok(StreamEvent::Done(res)))) => {
                 this.call.take().map(|c| chat_entry(c, Ok(res)))
             }
-            Poll::Ready(Some(Err(e))) => this.call.take().map(|c| failed(c, OPERATION_CHAT, e)),
+            Poll::Ready(Some(Err(e))) => this.call.take().map(|c| failed(c, e)),
             Poll::Ready(None) => this.call.take().map(|c| {
                 let e = LlmError::other(
-                    c.provider.as_deref().unwrap_or("unknown"),
+                    c.routed_provider().unwrap_or("unknown"),
                     "the stream ended without a final Done event",
                 );
-                failed(c, OPERATION_CHAT, &e)
+                failed(c, &e)
             }),
             _ => None,
         };
@@ -263,8 +260,7 @@ impl Stream for AccountedStream {
 impl Drop for AccountedStream {
     fn drop(&mut self) {
         if let Some(c) = self.call.take() {
-            self.ledger
-                .record_entry(failed(c, OPERATION_CHAT, &LlmError::Cancelled));
+            self.ledger.record_entry(failed(c, &LlmError::Cancelled));
         }
     }
 }
