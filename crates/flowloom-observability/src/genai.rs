@@ -34,6 +34,7 @@
 //! ```
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -49,6 +50,7 @@ use tower::{Layer, Service};
 use tracing::field::{Empty, Field, Value};
 use tracing::{Instrument, Span};
 
+use crate::ledger::intern;
 use crate::redact::Redactor;
 use crate::semconv::*;
 
@@ -89,27 +91,29 @@ impl GenAiMetrics {
         }
     }
 
+    /// Records a finished call: `attrs` are the call's attributes (operation, provider,
+    /// models); the token type and error type are added in place, so one vector serves
+    /// every instrument.
     fn record(
         &self,
-        attrs: Vec<KeyValue>,
+        mut attrs: Vec<KeyValue>,
         usage: Option<&TokenUsage>,
         seconds: f64,
         error_type: Option<&'static str>,
     ) {
         if let Some(u) = usage {
-            let mut a = attrs.clone();
-            a.push(KeyValue::new(GEN_AI_TOKEN_TYPE, TOKEN_TYPE_INPUT));
-            self.token_usage.record(u.prompt_tokens, &a);
-            if let Some(last) = a.last_mut() {
+            attrs.push(KeyValue::new(GEN_AI_TOKEN_TYPE, TOKEN_TYPE_INPUT));
+            self.token_usage.record(u.prompt_tokens, &attrs);
+            if let Some(last) = attrs.last_mut() {
                 *last = KeyValue::new(GEN_AI_TOKEN_TYPE, TOKEN_TYPE_OUTPUT);
             }
-            self.token_usage.record(u.completion_tokens, &a);
+            self.token_usage.record(u.completion_tokens, &attrs);
+            attrs.pop();
         }
-        let mut a = attrs;
         if let Some(e) = error_type {
-            a.push(KeyValue::new(ERROR_TYPE, e));
+            attrs.push(KeyValue::new(ERROR_TYPE, e));
         }
-        self.duration.record(seconds, &a);
+        self.duration.record(seconds, &attrs);
     }
 }
 
@@ -184,25 +188,41 @@ pub struct GenAiTrace<S> {
     layer: GenAiTraceLayer,
 }
 
-/// What is known about a call before it is made.
+/// What is known about a call before it is made (names shared, not copied).
 struct CallInfo {
     operation: &'static str,
-    model: String,
-    provider: Option<String>,
+    model: Arc<str>,
+    provider: Option<Arc<str>>,
 }
 
 impl CallInfo {
+    fn new(operation: &'static str, model: &str, provider: Option<&Arc<str>>) -> Self {
+        Self {
+            operation,
+            model: intern(model),
+            provider: provider.cloned(),
+        }
+    }
+
     fn attrs(&self, response_model: Option<&str>, provider: Option<&str>) -> Vec<KeyValue> {
+        // Room for the token type or the error type.
         let mut a = Vec::with_capacity(5);
         a.push(KeyValue::new(GEN_AI_OPERATION_NAME, self.operation));
-        let p = provider
-            .map(str::to_owned)
-            .or_else(|| self.provider.clone())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let p = match (provider, &self.provider) {
+            (Some(p), Some(mine)) if p == &**mine => Arc::clone(mine),
+            (Some(p), _) => intern(p),
+            (None, Some(mine)) => Arc::clone(mine),
+            (None, None) => intern("unknown"),
+        };
         a.push(KeyValue::new(GEN_AI_PROVIDER_NAME, p));
-        a.push(KeyValue::new(GEN_AI_REQUEST_MODEL, self.model.clone()));
+        a.push(KeyValue::new(GEN_AI_REQUEST_MODEL, Arc::clone(&self.model)));
         if let Some(m) = response_model {
-            a.push(KeyValue::new(GEN_AI_RESPONSE_MODEL, m.to_owned()));
+            let m = if m == &*self.model {
+                Arc::clone(&self.model)
+            } else {
+                intern(m)
+            };
+            a.push(KeyValue::new(GEN_AI_RESPONSE_MODEL, m));
         }
         a
     }
@@ -387,11 +407,7 @@ where
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let l = self.layer.clone();
         let span = chat_span(&req, l.log_prompts, &l.redactor);
-        let info = CallInfo {
-            operation: OPERATION_CHAT,
-            model: req.model.clone(),
-            provider: req.context.provider.as_deref().map(str::to_owned),
-        };
+        let info = CallInfo::new(OPERATION_CHAT, &req.model, req.context.provider.as_ref());
         let started = Instant::now();
         let fut = {
             let _enter = span.enter();
@@ -452,11 +468,7 @@ where
             { WORKFLOW_NAME } = ctx.workflow.as_deref(),
             { STEP_NAME } = ctx.step.as_deref(),
         );
-        let info = CallInfo {
-            operation: OPERATION_EMBEDDINGS,
-            model: req.model.clone(),
-            provider: ctx.provider.as_deref().map(str::to_owned),
-        };
+        let info = CallInfo::new(OPERATION_EMBEDDINGS, &req.model, ctx.provider.as_ref());
         let started = Instant::now();
         let fut = {
             let _enter = span.enter();
@@ -539,11 +551,11 @@ where
     fn call(&mut self, req: StreamRequest) -> Self::Future {
         let l = self.layer.clone();
         let span = chat_span(&req.0, l.log_prompts, &l.redactor);
-        let info = CallInfo {
-            operation: OPERATION_CHAT,
-            model: req.0.model.clone(),
-            provider: req.0.context.provider.as_deref().map(str::to_owned),
-        };
+        let info = CallInfo::new(
+            OPERATION_CHAT,
+            &req.0.model,
+            req.0.context.provider.as_ref(),
+        );
         let started = Instant::now();
         let fut = {
             let _enter = span.enter();

@@ -274,6 +274,30 @@ const SHARDS: usize = 16;
 /// copying what it holds.
 const CHUNK: usize = 256;
 
+/// Model and provider names shared by whoever names them (a per-thread table, no lock): a
+/// name missing from the table is allocated, and kept when the table has room.
+pub(crate) fn intern(name: &str) -> Arc<str> {
+    const KEEP: usize = 64;
+    thread_local! {
+        static NAMES: std::cell::RefCell<Vec<Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    NAMES
+        .try_with(|names| {
+            let Ok(mut names) = names.try_borrow_mut() else {
+                return Arc::from(name);
+            };
+            if let Some(n) = names.iter().find(|n| ***n == *name) {
+                return Arc::clone(n);
+            }
+            let n: Arc<str> = Arc::from(name);
+            if names.len() < KEEP {
+                names.push(Arc::clone(&n));
+            }
+            n
+        })
+        .unwrap_or_else(|_| Arc::from(name))
+}
+
 /// A small per-thread table of shared values: `find` or make, without a lock. A value not
 /// found is made, and kept when the table has room (else the oldest is replaced).
 struct Table<T, const N: usize> {
