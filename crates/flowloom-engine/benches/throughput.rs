@@ -427,6 +427,18 @@ fn experiment() {
             }
         })
     });
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(conc));
+    let m = mock.clone();
+    report("floor + a shared semaphore permit per run", &|| {
+        let (m, sem) = (m.clone(), sem.clone());
+        closed_loop(&rt, runs, conc, move |i| {
+            let (m, sem) = (m.clone(), sem.clone());
+            async move {
+                let _p = sem.acquire().await.unwrap();
+                black_box(floor(&m, &format!("text {i}")).await);
+            }
+        })
+    });
     let eng = engine(&mock, conc);
     let (_, boxed) = eng.provider("mock").unwrap();
     report("floor through the boxed provider", &|| {
