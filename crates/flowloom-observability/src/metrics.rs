@@ -21,6 +21,7 @@
 //! assert_eq!(counts.steps("COMPLETED"), 1);
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -78,10 +79,20 @@ impl TransitionCounts {
         self.with(|s| s.clone())
     }
     fn add_run(&self, status: &str) {
-        self.with(|s| *s.runs.entry(status.to_owned()).or_default() += 1);
+        self.with(|s| bump(&mut s.runs, status));
     }
     fn add_step(&self, status: &str) {
-        self.with(|s| *s.steps.entry(status.to_owned()).or_default() += 1);
+        self.with(|s| bump(&mut s.steps, status));
+    }
+}
+
+/// Adds one to `status` (allocating its key only the first time).
+fn bump(map: &mut BTreeMap<String, u64>, status: &str) {
+    match map.get_mut(status) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(status.to_owned(), 1);
+        }
     }
 }
 
@@ -131,15 +142,28 @@ impl TransitionMetricsLayer {
 
 #[derive(Default)]
 struct TransitionVisitor {
-    workflow_status: Option<String>,
-    step_status: Option<String>,
+    workflow_status: Option<Cow<'static, str>>,
+    step_status: Option<Cow<'static, str>>,
     step_name: bool,
-    workflow_name: Option<String>,
+    workflow_name: Option<Arc<str>>,
 }
 
-/// `"Running"`, `RUNNING`, `running` → `RUNNING`.
-fn normalize(v: &str) -> String {
-    v.trim_matches('"').to_ascii_uppercase()
+/// `"Running"`, `RUNNING`, `running` → `RUNNING` (the engine's statuses without allocating).
+fn normalize(v: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 7] = [
+        "PENDING",
+        "RUNNING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "SKIPPED",
+    ];
+    let v = v.trim_matches('"');
+    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(v)) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(v.to_ascii_uppercase()),
+    }
 }
 
 impl Visit for TransitionVisitor {
@@ -148,7 +172,7 @@ impl Visit for TransitionVisitor {
             WORKFLOW_STATUS => self.workflow_status = Some(normalize(value)),
             STEP_STATUS => self.step_status = Some(normalize(value)),
             STEP_NAME => self.step_name = true,
-            WORKFLOW_NAME => self.workflow_name = Some(value.to_owned()),
+            WORKFLOW_NAME => self.workflow_name = Some(crate::ledger::intern(value)),
             _ => {}
         }
     }
@@ -170,20 +194,23 @@ impl<S: Subscriber> Layer<S> for TransitionMetricsLayer {
         }
         let mut v = TransitionVisitor::default();
         event.record(&mut v);
-        let mut attrs = Vec::with_capacity(2);
-        if let Some(w) = v.workflow_name {
-            attrs.push(KeyValue::new(WORKFLOW_NAME, w));
-        }
-        if v.step_name || v.step_status.is_some() {
-            if let Some(status) = v.step_status {
-                self.counts.add_step(&status);
-                attrs.push(KeyValue::new(METRIC_ATTR_STATUS, status));
-                self.steps.add(1, &attrs);
-            }
-        } else if let Some(status) = v.workflow_status {
+        let (counter, status) = if v.step_name || v.step_status.is_some() {
+            let Some(status) = v.step_status else {
+                return;
+            };
+            self.counts.add_step(&status);
+            (&self.steps, status)
+        } else {
+            let Some(status) = v.workflow_status else {
+                return;
+            };
             self.counts.add_run(&status);
-            attrs.push(KeyValue::new(METRIC_ATTR_STATUS, status));
-            self.runs.add(1, &attrs);
+            (&self.runs, status)
+        };
+        let status = KeyValue::new(METRIC_ATTR_STATUS, status);
+        match v.workflow_name {
+            Some(w) => counter.add(1, &[KeyValue::new(WORKFLOW_NAME, w), status]),
+            None => counter.add(1, &[status]),
         }
     }
 }
