@@ -179,10 +179,11 @@ impl OpenAiConfig {
     /// assert!(!c.is_reasoning_model("llama3.1"));
     /// ```
     pub fn is_reasoning_model(&self, model: &str) -> bool {
-        let name = model
-            .rsplit_once('/')
-            .map_or(model, |(_, name)| name)
-            .as_bytes();
+        let bytes = model.as_bytes();
+        let name = bytes
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(bytes, |slash| &bytes[slash + 1..]);
         self.reasoning_model_prefixes.iter().any(|p| {
             name.strip_prefix(p.as_bytes())
                 .is_some_and(|rest| matches!(rest.first(), None | Some(b'-' | b'.' | b'_' | b':')))

@@ -73,6 +73,11 @@ impl<'a> Scanner<'a> {
         if self.bytes.get(self.pos).is_some_and(|&b| b > b' ') {
             return;
         }
+        self.skip_ws_slow();
+    }
+
+    #[inline(never)]
+    fn skip_ws_slow(&mut self) {
         let mut pos = self.pos;
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(pos) {
             pos += 1;
@@ -83,7 +88,11 @@ impl<'a> Scanner<'a> {
     /// The next byte after whitespace, not consumed.
     #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
+        let b = *self.bytes.get(self.pos)?;
+        if b > b' ' {
+            return Some(b);
+        }
+        self.skip_ws_slow();
         self.bytes.get(self.pos).copied()
     }
 
