@@ -21,8 +21,13 @@ use tracing_subscriber::registry::LookupSpan;
 /// character is ≥ 0x80 and passes as it is.
 fn write_json_contents(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
     let bytes = s.as_bytes();
+    // Most text needs no escape: skip it eight bytes at a time.
+    let clean = clean_prefix(bytes);
+    if clean == bytes.len() {
+        return w.write_str(s);
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let esc = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -42,6 +47,34 @@ fn write_json_contents(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Resu
         start = i + 1;
     }
     w.write_str(&s[start..])
+}
+
+/// How many leading bytes of `b` need no JSON escape (no `"`, `\\` or control byte).
+fn clean_prefix(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero: the classic "has zero byte" test (exact for the first match).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // Bytes below 0x20 (high bit clear and `x - 0x20` borrowing), `"` and `\\`.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let special = control
+            | has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            break;
+        }
+        i += 8;
+    }
+    // The rest (and the word with a special byte) byte by byte.
+    i + b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(b.len() - i)
 }
 
 /// Writes `s` as a JSON string literal.
@@ -69,12 +102,10 @@ struct FieldsVisitor<'a, W: fmt::Write> {
 
 impl<W: fmt::Write> FieldsVisitor<'_, W> {
     fn key(&mut self, field: &Field) -> fmt::Result {
-        if !self.first {
-            self.w.write_char(',')?;
-        }
+        self.w.write_str(if self.first { "\"" } else { ",\"" })?;
         self.first = false;
-        write_json_str(self.w, field.name())?;
-        self.w.write_char(':')
+        write_json_contents(self.w, field.name())?;
+        self.w.write_str("\":")
     }
     fn put(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
         if self.result.is_ok() {
@@ -424,6 +455,27 @@ mod tests {
             time::OffsetDateTime::parse(&out, &time::format_description::well_known::Rfc3339)
                 .unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn the_clean_prefix_stops_at_the_first_byte_to_escape() {
+        for (text, want) in [
+            ("", 0),
+            ("abc", 3),
+            ("abcdefghijklmnop", 16),
+            ("abcdefgh\"ijk", 8),
+            ("abcdefghi\\jk", 9),
+            ("abcdefghij\nk", 10),
+            ("ab\u{1f}cdefghijk", 2),
+            ("é clé µs 🙂 ok", "é clé µs 🙂 ok".len()),
+            (
+                "0123456789abcde\u{7f}\u{80}",
+                "0123456789abcde\u{7f}\u{80}".len(),
+            ),
+            (" !#$%&'()*+,-./:;<=>?@[]^_`{|}~", 31),
+        ] {
+            assert_eq!(clean_prefix(text.as_bytes()), want, "{text:?}");
+        }
     }
 
     #[test]
