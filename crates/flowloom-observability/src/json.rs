@@ -234,7 +234,9 @@ fn remove_members(s: &mut String, names: &[&str]) {
 fn value_end(s: &str, at: usize) -> usize {
     let b = s.as_bytes();
     if b.get(at) == Some(&b'"') {
-        let mut i = at + 1;
+        // Inside a written string there is no raw control byte: the first byte to look at
+        // is its closing `"` or an escape.
+        let mut i = at + 1 + clean_prefix(&b[at + 1..]);
         while i < b.len() {
             match b[i] {
                 b'\\' => i += 2,

@@ -717,9 +717,9 @@ struct Inner {
 /// so concurrent runs rarely wait on each other; queries read every shard. A call is kept in
 /// 64 bytes: what the calls of a run share (run id, correlation id, workflow) is kept once
 /// per run, and what calls of the same step to the same model share (step, operation,
-/// model, provider) once across runs. Records are kept until [`UsageLedger::clear`]: a
-/// long-lived process that records millions of calls should take a
-/// [`snapshot`](UsageLedger::snapshot) and clear now and then.
+/// model, provider) once across runs. Records are kept until taken out: a long-lived
+/// process that records millions of calls should [`drain`](UsageLedger::drain) the ledger
+/// now and then.
 #[derive(Debug, Clone, Default)]
 pub struct UsageLedger {
     inner: Arc<Inner>,
@@ -958,6 +958,24 @@ impl UsageLedger {
         serde_json::to_string_pretty(&self.snapshot())
     }
 
+    /// Takes every record out, as a snapshot, and leaves the ledger empty: for a long-lived
+    /// process that exports its usage now and then instead of holding every call forever. A
+    /// call recorded meanwhile is either in the snapshot or still in the ledger, never lost
+    /// and never in both. Sequence numbers continue.
+    pub fn drain(&self) -> LedgerSnapshot {
+        let mut records = Vec::new();
+        for s in &self.inner.shards {
+            let shard = std::mem::take(&mut *lock(s));
+            records.extend(shard.iter().map(Entry::to_record));
+        }
+        records.sort_by_key(|r| r.seq);
+        LedgerSnapshot {
+            taken_at: OffsetDateTime::now_utc(),
+            totals: UsageSummary::of(&records),
+            records,
+        }
+    }
+
     /// Forgets every record.
     pub fn clear(&self) {
         for s in &self.inner.shards {
@@ -1039,6 +1057,33 @@ mod tests {
         assert_eq!(s.cache_hits, 1);
         assert_eq!(s.tokens, TokenCounts::default());
         assert_eq!(s.cache_hit_tokens.total_tokens, 10);
+    }
+
+    #[test]
+    fn drain_takes_everything_once_and_the_sequence_goes_on() {
+        let l = UsageLedger::new();
+        let r = Uuid::new_v4();
+        for n in [3, 4] {
+            l.record(UsageRecord::from_usage(
+                &ctx(r, "s"),
+                "chat",
+                &TokenUsage::new(n, 1, "m", "p"),
+            ));
+        }
+        let first = l.drain();
+        assert_eq!(first.records.len(), 2);
+        assert_eq!(first.totals.tokens.total_tokens, 9);
+        assert!(l.is_empty());
+        assert_eq!(l.totals(), UsageSummary::default());
+        let seq = l.record(UsageRecord::from_usage(
+            &ctx(r, "s"),
+            "chat",
+            &TokenUsage::new(5, 1, "m", "p"),
+        ));
+        assert_eq!(seq, 2);
+        let second = l.drain();
+        assert_eq!(second.totals.tokens.total_tokens, 6);
+        assert!(l.drain().records.is_empty());
     }
 
     #[test]
