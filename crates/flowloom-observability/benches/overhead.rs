@@ -43,7 +43,10 @@ const WARMUP: u32 = 20;
 const RUNS_PER_SAMPLE: u32 = 2_000;
 /// 1 ms provider: runs in flight at once, and runs per sample.
 const IN_FLIGHT: u32 = 4;
-const SLOW_RUNS_PER_SAMPLE: u32 = IN_FLIGHT * 100;
+const SLOW_RUNS_PER_SAMPLE: u32 = IN_FLIGHT * 50;
+/// 1 ms provider: rounds (more, shorter samples than at zero latency: the machine's load
+/// drifts over seconds, and interleaving finely spreads it over every setup).
+const SLOW_ROUNDS: usize = 9;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
@@ -301,11 +304,12 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
+    let rounds = if latency_ms == 0 { ROUNDS } else { SLOW_ROUNDS };
     let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
     let mut cpus: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
     let counting: Vec<Counting> = setups.iter().map(|_| Counting::default()).collect();
     // Interleave the setups so drift (other load on the machine) hits them all alike.
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, s) in setups.iter().enumerate() {
             let sample = if latency_ms == 0 {
                 sample_sequential(*s, &counting[i], runs)
@@ -329,12 +333,12 @@ fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
     if latency_ms == 0 {
         println!(
             "3-step workflow, zero-latency provider, one run at a time (current_thread): \
-             median of {ROUNDS} rounds × {runs} runs"
+             median of {rounds} rounds × {runs} runs"
         );
     } else {
         println!(
             "3-step workflow, {latency_ms} ms provider, {IN_FLIGHT} runs in flight \
-             (multi_thread, 2 workers): median of {ROUNDS} rounds × {runs} runs"
+             (multi_thread, 2 workers): median of {rounds} rounds × {runs} runs"
         );
     }
     let wall_label = if latency_ms == 0 {
@@ -346,7 +350,7 @@ fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
         "{:<36} {:>12} {:>9} {:>10} {:>11} {:>11} {:>10} {:>10}",
         "setup", wall_label, "added", "added %", "CPU/run", "CPU added", "lines/run", "bytes/run"
     );
-    let total_runs = f64::from(runs + WARMUP) * ROUNDS as f64;
+    let total_runs = f64::from(runs + WARMUP) * rounds as f64;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let mut verdicts = Vec::new();
     for (i, s) in setups.iter().enumerate() {
