@@ -35,7 +35,7 @@ pub const MAX_PRICE_DECIMALS: usize = 6;
 
 /// An amount of US dollars, exact: an integer number of pico-dollars (10⁻¹² USD).
 ///
-/// Sums of any number of calls are exact; [`Money::to_string`] prints the exact decimal.
+/// Sums of any number of calls are exact; `Money`'s `Display` prints the exact decimal.
 ///
 /// ```
 /// use flowloom_observability::cost::Money;
