@@ -246,7 +246,10 @@ fn value_end(s: &str, at: usize) -> usize {
         }
         b.len()
     } else {
-        s[at..].find([',', ':']).map_or(s.len(), |i| at + i)
+        b[at..]
+            .iter()
+            .position(|&c| c == b',' || c == b':')
+            .map_or(b.len(), |i| at + i)
     }
 }
 
