@@ -256,7 +256,8 @@ impl OpenAiProvider {
 
     /// Answers one chat request.
     pub async fn chat(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
-        self.inner.chat(req).await
+        let (body, model) = self.inner.prepare_chat(req)?;
+        Arc::clone(&self.inner).send_chat(body, model).await
     }
 
     /// Starts a streamed chat answer.
@@ -362,12 +363,23 @@ impl Inner {
             log_rate_limits(self.provider(), status, res.headers());
             return Ok(res);
         }
+        // Boxed: the error path's state stays out of every call's future.
+        Err(Box::pin(self.status_error(res, model, started)).await)
+    }
+
+    /// The error for a non-2xx answer, its body read.
+    async fn status_error(
+        &self,
+        res: reqwest::Response,
+        model: &str,
+        started: Instant,
+    ) -> LlmError {
+        let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))?;
-        Err(from_status(&self.ctx(model), status, &headers, &body))
+        match res.bytes().await {
+            Ok(body) => from_status(&self.ctx(model), status, &headers, &body),
+            Err(e) => from_reqwest(self.provider(), &e, started.elapsed()),
+        }
     }
 
     async fn read_body(
@@ -380,17 +392,30 @@ impl Inner {
             .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))
     }
 
-    async fn chat(&self, req: LlmRequest) -> Result<LlmResponse, LlmError> {
+    /// Checks and encodes a chat request: the body to send and the model asked for. Done
+    /// before the call's future is made, so the future holds neither the request nor its
+    /// encoder.
+    fn prepare_chat(&self, req: LlmRequest) -> Result<(Vec<u8>, String), LlmError> {
         check_request(&req, self.provider())?;
         let body = self.encode_chat(&req, false)?;
+        Ok((body, req.model))
+    }
+
+    /// Sends a prepared chat request and reads the answer, within the request timeout.
+    async fn send_chat(
+        self: Arc<Self>,
+        body: Vec<u8>,
+        model: String,
+    ) -> Result<LlmResponse, LlmError> {
         let started = Instant::now();
         let exchange = async {
             let res = self
-                .post(&self.chat_url, body, &req.model, started, false, false)
+                .post(&self.chat_url, body, &model, started, false, false)
                 .await?;
             self.read_body(res, started).await
         };
         let bytes = match self.config.request_timeout {
+            // tokio's own clock, not `started`: under paused time (tests) the two differ.
             Some(limit) => tokio::time::timeout(limit, exchange)
                 .await
                 .unwrap_or_else(|_| {
@@ -402,7 +427,7 @@ impl Inner {
             None => exchange.await?,
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        parse_response(&bytes, &req.model, self.provider(), latency_ms)
+        parse_response(&bytes, &model, self.provider(), latency_ms)
     }
 
     async fn chat_stream(&self, req: LlmRequest) -> Result<LlmStream, LlmError> {
@@ -554,8 +579,10 @@ impl Service<LlmRequest> for OpenAiProvider {
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.chat(req).await })
+        match self.inner.prepare_chat(req) {
+            Ok((body, model)) => Box::pin(Arc::clone(&self.inner).send_chat(body, model)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
