@@ -383,17 +383,29 @@ impl<'a> Scanner<'a> {
     /// A non-negative integer that fits `u64`, written plainly (anything else: give up).
     fn u64(&mut self) -> Option<u64> {
         self.skip_ws();
-        let start = self.pos;
-        let n = self.digits();
-        if n == 0 || (n > 1 && self.bytes[start] == b'0') {
+        let mut pos = self.pos;
+        let first = *self.bytes.get(pos)?;
+        if !first.is_ascii_digit() {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.bytes.get(self.pos) {
+        pos += 1;
+        let mut n = u64::from(first - b'0');
+        while let Some(&d) = self.bytes.get(pos) {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            // A leading zero followed by digits is not JSON.
+            if n == 0 && pos == self.pos + 1 {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            pos += 1;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.bytes.get(pos) {
             return None;
         }
-        self.bytes[start..self.pos].iter().try_fold(0u64, |acc, d| {
-            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
+        self.pos = pos;
+        Some(n)
     }
 
     fn opt_u64(&mut self) -> Option<Option<u64>> {
@@ -516,10 +528,14 @@ impl<'a> Scanner<'a> {
             "prompt_tokens" => once(&mut prompt, p.u64()?),
             "completion_tokens" => once(&mut completion, p.u64()?),
             "total_tokens" => once(&mut total, p.opt_u64()?),
-            "prompt_tokens_details" => once(&mut prompt_details, p.opt_details("cached_tokens")?),
-            "completion_tokens_details" => {
-                once(&mut completion_details, p.opt_details("reasoning_tokens")?)
-            }
+            "prompt_tokens_details" => once(
+                &mut prompt_details,
+                p.opt_details(|k| k == "cached_tokens")?,
+            ),
+            "completion_tokens_details" => once(
+                &mut completion_details,
+                p.opt_details(|k| k == "reasoning_tokens")?,
+            ),
             _ => p.skip_value(),
         })?;
         Some(Some(WireUsage {
@@ -535,16 +551,16 @@ impl<'a> Scanner<'a> {
         }))
     }
 
-    /// A details object (or `null`) of which only the count `field` is kept:
-    /// `Some(None)` for `null`, `Some(Some(count))` for an object.
-    fn opt_details(&mut self, field: &str) -> Option<Option<Option<u64>>> {
+    /// A details object (or `null`) of which only the count under the key `is_field` picks is
+    /// kept: `Some(None)` for `null`, `Some(Some(count))` for an object.
+    fn opt_details(&mut self, is_field: impl Fn(&str) -> bool) -> Option<Option<Option<u64>>> {
         if self.null()? {
             return Some(None);
         }
         self.open(b'{')?;
         let mut count = None;
         self.members(|p, key| {
-            if key == field {
+            if is_field(key) {
                 once(&mut count, p.opt_u64()?)
             } else {
                 p.skip_value()
