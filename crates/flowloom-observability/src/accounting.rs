@@ -3,8 +3,10 @@
 //!
 //! Each call is attributed by its request's `CallContext` (run, workflow, step, correlation
 //! id) and by the model and provider that answered. A streamed call is recorded from its
-//! final `StreamEvent::Done`; a stream that fails, or is dropped before `Done`, is recorded
-//! as failed.
+//! final `StreamEvent::Done`; a stream that fails is recorded as failed. A call dropped before
+//! it ends (a chat or embedding future, or a stream before `Done`: a timeout, a cancelled run)
+//! is recorded as failed with error type `cancelled`: the provider may have billed it, so it
+//! is never lost, and never counted as usage.
 //!
 //! ```
 //! use flowloom_core::{LlmRequest, LlmResponse, TokenUsage, provider};
@@ -103,13 +105,49 @@ fn failed(call: PendingCall, e: &LlmError) -> Entry {
     )
 }
 
+/// A call not yet recorded: recorded once, when it ends, or as cancelled when it is dropped
+/// unfinished (a timeout, a cancelled run), so no call the provider may have billed is lost.
+struct Unrecorded {
+    call: Option<PendingCall>,
+    ledger: UsageLedger,
+}
+
+impl Unrecorded {
+    fn new(call: PendingCall, ledger: UsageLedger) -> Self {
+        Self {
+            call: Some(call),
+            ledger,
+        }
+    }
+
+    /// Records the call with the entry `entry` makes of it (once; later calls do nothing).
+    fn record(&mut self, entry: impl FnOnce(PendingCall) -> Entry) {
+        if let Some(c) = self.call.take() {
+            self.ledger.record_entry(entry(c));
+        }
+    }
+
+    fn routed_provider(&self) -> &str {
+        self.call
+            .as_ref()
+            .and_then(PendingCall::routed_provider)
+            .unwrap_or("unknown")
+    }
+}
+
+impl Drop for Unrecorded {
+    fn drop(&mut self) {
+        self.record(|c| failed(c, &LlmError::Cancelled));
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// The future of a chat call through [`TokenAccounting`]: records the call when it ends.
+    /// The future of a chat call through [`TokenAccounting`]: records the call when it ends,
+    /// or as cancelled when it is dropped first.
     pub struct AccountingFuture<F> {
         #[pin]
         inner: F,
-        call: Option<PendingCall>,
-        ledger: UsageLedger,
+        call: Unrecorded,
     }
 }
 
@@ -122,9 +160,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        if let Some(call) = this.call.take() {
-            this.ledger.record_entry(chat_entry(call, result.as_ref()));
-        }
+        this.call.record(|c| chat_entry(c, result.as_ref()));
         Poll::Ready(result)
     }
 }
@@ -145,8 +181,7 @@ where
         let call = PendingCall::new(&req.context, OPERATION_CHAT, &req.model);
         AccountingFuture {
             inner: self.inner.call(req),
-            call: Some(call),
-            ledger: self.ledger.clone(),
+            call: Unrecorded::new(call, self.ledger.clone()),
         }
     }
 }
@@ -165,21 +200,22 @@ where
     }
 
     fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
-        let call = PendingCall::new(&req.context, OPERATION_EMBEDDINGS, &req.model);
-        let ledger = self.ledger.clone();
+        let mut call = Unrecorded::new(
+            PendingCall::new(&req.context, OPERATION_EMBEDDINGS, &req.model),
+            self.ledger.clone(),
+        );
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
-            let entry = match &result {
-                Ok(res) => call.finish(
+            call.record(|c| match &result {
+                Ok(res) => c.finish(
                     Some(&res.model),
                     Some(&res.provider),
                     None,
                     outcome_of(false, res.usage.as_ref()),
                 ),
-                Err(e) => failed(call, e),
-            };
-            ledger.record_entry(entry);
+                Err(e) => failed(c, e),
+            });
             result
         })
     }
@@ -199,21 +235,22 @@ where
     }
 
     fn call(&mut self, req: StreamRequest) -> Self::Future {
-        let call = PendingCall::new(&req.0.context, OPERATION_CHAT, &req.0.model);
-        let ledger = self.ledger.clone();
+        let mut call = Unrecorded::new(
+            PendingCall::new(&req.0.context, OPERATION_CHAT, &req.0.model),
+            self.ledger.clone(),
+        );
         let fut = self.inner.call(req);
         Box::pin(async move {
             match fut.await {
                 Ok(stream) => {
                     let s: LlmStream = Box::pin(AccountedStream {
                         inner: stream,
-                        call: Some(call),
-                        ledger,
+                        call,
                     });
                     Ok(s)
                 }
                 Err(e) => {
-                    ledger.record_entry(failed(call, &e));
+                    call.record(|c| failed(c, &e));
                     Err(e)
                 }
             }
@@ -221,13 +258,11 @@ where
     }
 }
 
-/// A stream that records its call when `Done` arrives, when it fails, or when it is dropped
-/// unfinished.
+/// A stream that records its call when `Done` arrives, when it fails, or (as cancelled) when
+/// it is dropped unfinished.
 struct AccountedStream {
     inner: LlmStream,
-    /// Taken when the call is recorded.
-    call: Option<PendingCall>,
-    ledger: UsageLedger,
+    call: Unrecorded,
 }
 
 impl Stream for AccountedStream {
@@ -236,31 +271,20 @@ impl Stream for AccountedStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let item = this.inner.as_mut().poll_next(cx);
-        let entry = match &item {
+        match &item {
             Poll::Ready(Some(Ok(StreamEvent::Done(res)))) => {
-                this.call.take().map(|c| chat_entry(c, Ok(res)))
+                this.call.record(|c| chat_entry(c, Ok(res)));
             }
-            Poll::Ready(Some(Err(e))) => this.call.take().map(|c| failed(c, e)),
-            Poll::Ready(None) => this.call.take().map(|c| {
+            Poll::Ready(Some(Err(e))) => this.call.record(|c| failed(c, e)),
+            Poll::Ready(None) => {
                 let e = LlmError::other(
-                    c.routed_provider().unwrap_or("unknown"),
+                    this.call.routed_provider(),
                     "the stream ended without a final Done event",
                 );
-                failed(c, &e)
-            }),
-            _ => None,
-        };
-        if let Some(entry) = entry {
-            this.ledger.record_entry(entry);
+                this.call.record(|c| failed(c, &e));
+            }
+            _ => {}
         }
         item
-    }
-}
-
-impl Drop for AccountedStream {
-    fn drop(&mut self) {
-        if let Some(c) = self.call.take() {
-            self.ledger.record_entry(failed(c, &LlmError::Cancelled));
-        }
     }
 }

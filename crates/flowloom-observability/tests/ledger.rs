@@ -169,6 +169,44 @@ async fn streaming_is_recorded_from_done() {
     assert_eq!((t.calls, t.failed_calls, t.tokens.total_tokens), (1, 1, 0));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_it_ends_is_recorded_as_cancelled_never_lost() {
+    let ledger = UsageLedger::new();
+    let run = uuid::Uuid::new_v4();
+    let slow = tower::service_fn(|r: LlmRequest| async move {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        Ok::<_, LlmError>(
+            LlmResponse::text("late", r.model.clone(), "mock")
+                .with_usage(TokenUsage::new(5, 5, r.model, "mock")),
+        )
+    });
+    let svc = TokenAccountingLayer::new(ledger.clone()).layer(slow);
+    // A timeout around the call drops its future.
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        svc.clone().oneshot(req("gpt-4o", 3, ctx(run, "slow"))),
+    )
+    .await;
+    assert!(res.is_err(), "timed out");
+    let recs = ledger.records();
+    assert_eq!(recs.len(), 1, "the dropped call is recorded");
+    assert_eq!(
+        recs[0].outcome,
+        CallOutcome::Failed {
+            error_type: "cancelled".into()
+        }
+    );
+    let s = ledger.step(run, "slow");
+    assert_eq!((s.calls, s.failed_calls, s.tokens.total_tokens), (1, 1, 0));
+
+    // A call that ends is recorded once, not again when its future is dropped.
+    let fast = TokenAccountingLayer::new(ledger.clone()).layer(Mock::new());
+    let fut = fast.oneshot(req("gpt-4o", 3, ctx(run, "fast")));
+    fut.await.unwrap();
+    assert_eq!(ledger.step(run, "fast").calls, 1);
+    assert_eq!(ledger.len(), 2);
+}
+
 #[tokio::test]
 async fn embeddings_are_recorded() {
     let ledger = UsageLedger::new();
