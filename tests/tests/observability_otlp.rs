@@ -4,68 +4,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::sync::{Arc, Mutex};
+#[path = "../../crates/flowloom-observability/tests/common/otlp_receiver.rs"]
+mod otlp_receiver;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use flowloom::engine::prelude::*;
 use flowloom::mock::MockProvider;
 use flowloom_observability::semconv::*;
 use flowloom_observability::{GenAiTraceLayer, LogFormat, ObservabilityConfig};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-
-#[derive(Clone, Default)]
-struct Received {
-    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
-}
-
-async fn traces(State(r): State<Received>, body: Bytes) -> &'static str {
-    r.traces
-        .lock()
-        .unwrap()
-        .push(ExportTraceServiceRequest::decode(body).unwrap());
-    ""
-}
-
-async fn metrics(State(r): State<Received>, body: Bytes) -> &'static str {
-    r.metrics
-        .lock()
-        .unwrap()
-        .push(ExportMetricsServiceRequest::decode(body).unwrap());
-    ""
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    let v = span.attributes.iter().find(|kv| kv.key == key)?;
-    Some(match v.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => s.clone(),
-        any_value::Value::IntValue(i) => i.to_string(),
-        any_value::Value::DoubleValue(d) => d.to_string(),
-        other => format!("{other:?}"),
-    })
-}
+use otlp_receiver::{Receiver, attr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_run_arrives_over_otlp_as_one_trace() {
-    let received = Received::default();
-    let app = Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let receiver = Receiver::start().await;
     let config = ObservabilityConfig::default()
         .with_format(LogFormat::Json)
-        .with_otlp_endpoint(format!("http://{addr}"));
+        .with_otlp_endpoint(receiver.endpoint.clone());
     let (dispatch, guard) = flowloom_observability::build(&config, std::io::sink).unwrap();
     let result = {
         let _d = tracing::dispatcher::set_default(&dispatch);
@@ -88,15 +42,7 @@ async fn an_engine_run_arrives_over_otlp_as_one_trace() {
         .unwrap()
         .unwrap();
 
-    let spans: Vec<Span> = received
-        .traces
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.resource_spans.iter())
-        .flat_map(|rs| rs.scope_spans.iter())
-        .flat_map(|ss| ss.spans.iter().cloned())
-        .collect();
+    let spans: Vec<Span> = receiver.spans();
     let named = |n: &str| {
         spans
             .iter()
@@ -153,15 +99,7 @@ async fn an_engine_run_arrives_over_otlp_as_one_trace() {
         assert!(attr(call, GEN_AI_REQUEST_TEMPERATURE).is_some());
     }
 
-    let names: Vec<String> = received
-        .metrics
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.resource_metrics.iter())
-        .flat_map(|rm| rm.scope_metrics.iter())
-        .flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone()))
-        .collect();
+    let names = receiver.metric_names();
     for m in [
         METRIC_TOKEN_USAGE,
         METRIC_OPERATION_DURATION,

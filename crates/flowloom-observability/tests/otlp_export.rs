@@ -8,72 +8,23 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+#[path = "common/otlp_receiver.rs"]
+mod otlp_receiver;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use common::{Mock, ctx, req};
 use flowloom_observability::semconv::*;
 use flowloom_observability::{GenAiTraceLayer, LogFormat, ObservabilityConfig};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
+use otlp_receiver::{Receiver, attr};
 use tower::{Layer, ServiceExt};
 use tracing::Instrument;
 
-#[derive(Clone, Default)]
-struct Received {
-    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
-}
-
-async fn traces(State(r): State<Received>, body: Bytes) -> &'static str {
-    let req = ExportTraceServiceRequest::decode(body).expect("a protobuf trace export");
-    r.traces.lock().unwrap().push(req);
-    ""
-}
-
-async fn metrics(State(r): State<Received>, body: Bytes) -> &'static str {
-    let req = ExportMetricsServiceRequest::decode(body).expect("a protobuf metrics export");
-    r.metrics.lock().unwrap().push(req);
-    ""
-}
-
-fn text(v: &Option<AnyValue>) -> String {
-    match v.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .map(|kv| text(&kv.value))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_arrive_over_otlp_http() {
-    let received = Received::default();
-    let app = Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let receiver = Receiver::start().await;
     let config = ObservabilityConfig::default()
         .with_format(LogFormat::Json)
-        .with_otlp_endpoint(format!("http://{addr}"));
+        .with_otlp_endpoint(receiver.endpoint.clone());
     let (dispatch, guard) = flowloom_observability::build(&config, std::io::sink).unwrap();
     let run = uuid::Uuid::new_v4();
     {
@@ -117,15 +68,7 @@ async fn spans_and_metrics_arrive_over_otlp_http() {
         .unwrap()
         .unwrap();
 
-    let spans: Vec<Span> = received
-        .traces
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.resource_spans.iter())
-        .flat_map(|rs| rs.scope_spans.iter())
-        .flat_map(|ss| ss.spans.iter().cloned())
-        .collect();
+    let spans: Vec<Span> = receiver.spans();
     let by_name = |n: &str| {
         spans
             .iter()
@@ -180,15 +123,7 @@ async fn spans_and_metrics_arrive_over_otlp_http() {
     assert!(attr(&call, ERROR_TYPE).is_none());
 
     // Metrics: the GenAI histograms and the run counter.
-    let names: Vec<String> = received
-        .metrics
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.resource_metrics.iter())
-        .flat_map(|rm| rm.scope_metrics.iter())
-        .flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone()))
-        .collect();
+    let names = receiver.metric_names();
     for m in [METRIC_TOKEN_USAGE, METRIC_OPERATION_DURATION, METRIC_RUNS] {
         assert!(names.iter().any(|n| n == m), "{m} missing from {names:?}");
     }
