@@ -1,5 +1,7 @@
 //! [`OpenAiProvider`]: the service for chat, streaming and embeddings.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -408,26 +410,42 @@ impl Inner {
         model: String,
     ) -> Result<LlmResponse, LlmError> {
         let started = Instant::now();
-        let exchange = async {
-            let res = self
-                .post(&self.chat_url, body, &model, started, false, false)
-                .await?;
-            self.read_body(res, started).await
+        // One timer bounds the whole exchange. It is polled beside each step rather than
+        // wrapped around them, so the steps' futures stay where they are made.
+        let mut deadline = pin!(self.config.request_timeout.map(tokio::time::sleep));
+        let res = {
+            let post = pin!(self.post(&self.chat_url, body, &model, started, false, false));
+            self.bounded(post, deadline.as_mut(), started).await?
         };
-        let bytes = match self.config.request_timeout {
-            // tokio's own clock, not `started`: under paused time (tests) the two differ.
-            Some(limit) => tokio::time::timeout(limit, exchange)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(LlmError::Timeout {
-                        provider: self.provider().to_owned(),
-                        elapsed: started.elapsed(),
-                    })
-                })?,
-            None => exchange.await?,
+        let bytes = {
+            let read = pin!(self.read_body(res, started));
+            self.bounded(read, deadline.as_mut(), started).await?
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         parse_response(&bytes, &model, self.provider(), latency_ms)
+    }
+
+    /// Polls `step` until it ends, or until `deadline` (if any) passes, which is a timeout.
+    fn bounded<'a, T>(
+        &'a self,
+        mut step: Pin<&'a mut impl Future<Output = Result<T, LlmError>>>,
+        mut deadline: Pin<&'a mut Option<tokio::time::Sleep>>,
+        started: Instant,
+    ) -> impl Future<Output = Result<T, LlmError>> + 'a {
+        std::future::poll_fn(move |cx| {
+            if let Poll::Ready(out) = step.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if let Some(sleep) = deadline.as_mut().as_pin_mut()
+                && sleep.poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(LlmError::Timeout {
+                    provider: self.provider().to_owned(),
+                    elapsed: started.elapsed(),
+                }));
+            }
+            Poll::Pending
+        })
     }
 
     async fn chat_stream(&self, req: LlmRequest) -> Result<LlmStream, LlmError> {
