@@ -685,6 +685,22 @@ async fn a_slow_server_hits_the_client_timeout() {
     assert!(e.is_timeout() && e.is_retryable());
 }
 
+/// The framework imposes no time limit of its own: by default a slow answer is waited for
+/// (bounding calls is a timeout layer's job, or `request_timeout`'s).
+#[tokio::test(start_paused = true)]
+async fn by_default_a_slow_answer_is_waited_for() {
+    let server = MockOpenAiServer::start().await.unwrap();
+    let p = provider(&server);
+    assert_eq!(p.config().request_timeout, None);
+    // Open the connection first, so only the answer is slow.
+    chat(&p, LlmRequest::new("m", "warm")).await.unwrap();
+    server.push_fault(Fault::delay(Duration::from_secs(3600)));
+    let started = tokio::time::Instant::now();
+    let res = chat(&p, LlmRequest::new("m", "late")).await.unwrap();
+    assert_eq!(res.content, "late");
+    assert!(started.elapsed() >= Duration::from_secs(3600));
+}
+
 /// The request timeout bounds streams, embeddings and the models list as it bounds chat.
 #[tokio::test(start_paused = true)]
 async fn the_request_timeout_bounds_every_kind_of_call() {
