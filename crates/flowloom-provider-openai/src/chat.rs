@@ -98,6 +98,25 @@ impl ChatBody<'_> {
             );
             serde_json::to_writer(&mut *out, &req.max_tokens)?;
         }
+        let rest = !req.tools.is_empty()
+            || req.tool_choice.is_some()
+            || req.response_format.is_some()
+            || self.stream
+            || !extra.is_empty();
+        if rest {
+            self.write_rest(out)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The fields after the token limit, apart so the usual body's path stays short.
+    #[cold]
+    #[inline(never)]
+    fn write_rest(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let req = self.req;
+        let extra = &req.extra_params;
+        let free = |k: &str| extra.is_empty() || !extra.contains_key(k);
         if !req.tools.is_empty() && free("tools") {
             write_key(out, "tools");
             serde_json::to_writer(&mut *out, &Tools(&req.tools))?;
@@ -128,7 +147,6 @@ impl ChatBody<'_> {
                 serde_json::to_writer(&mut *out, v)?;
             }
         }
-        out.push(b'}');
         Ok(())
     }
 }

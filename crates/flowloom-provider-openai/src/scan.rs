@@ -236,21 +236,26 @@ impl<'a> Scanner<'a> {
         self.skip_plain();
         match self.next()? {
             b'"' => Some(Cow::Borrowed(self.text.get(start..self.pos - 1)?)),
-            b'\\' => {
-                let mut out = String::from(self.text.get(start..self.pos - 1)?);
-                loop {
-                    self.escape(&mut out)?;
-                    let run = self.pos;
-                    self.skip_plain();
-                    out.push_str(self.text.get(run..self.pos)?);
-                    match self.next()? {
-                        b'"' => return Some(Cow::Owned(out)),
-                        b'\\' => {}
-                        _ => return None,
-                    }
-                }
-            }
+            b'\\' => self.escaped_string(start).map(Cow::Owned),
             _ => None,
+        }
+    }
+
+    /// The rest of a string with escapes, from `start`; the first `\` is already read.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize) -> Option<String> {
+        let mut out = String::from(self.text.get(start..self.pos - 1)?);
+        loop {
+            self.escape(&mut out)?;
+            let run = self.pos;
+            self.skip_plain();
+            out.push_str(self.text.get(run..self.pos)?);
+            match self.next()? {
+                b'"' => return Some(out),
+                b'\\' => {}
+                _ => return None,
+            }
         }
     }
 
@@ -477,6 +482,7 @@ impl<'a> Scanner<'a> {
         }))
     }
 
+    #[inline(never)]
     fn tool_calls(&mut self) -> Option<Vec<WireToolCall>> {
         self.open(b'[')?;
         let mut out = Vec::new();
