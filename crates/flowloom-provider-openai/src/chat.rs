@@ -13,6 +13,12 @@
 //!   `^[a-zA-Z0-9_-]{1,64}$`);
 //! - `extra_params` copied as they are and win over the fields above, except `model`,
 //!   `messages` and `stream`, which are the provider's.
+//!
+//! The body is written straight from the borrowed request, byte for byte what `serde_json`
+//! would write. An answer is read by a fast reader that keeps only the fields mapped below
+//! and checks the rest is valid JSON; whatever it does not handle (escaped keys, duplicate
+//! or mistyped fields, deep nesting...) is read by `serde_json` instead, with the same
+//! result or error.
 
 use std::borrow::Cow;
 
@@ -834,6 +840,22 @@ mod tests {
         let r = parse_response(body, "m", "openai", 1.0).unwrap();
         assert_eq!(r.content, "I can't");
         assert_eq!(r.finish_reason, FinishReason::ContentFilter);
+    }
+
+    #[test]
+    fn bodies_that_are_not_utf8_are_read_as_serde_json_reads_them() {
+        // Invalid UTF-8 in a field that is not kept: serde_json accepts it, so does the provider.
+        let mut body = br#"{"x":"\xff\xfe","choices":[{"message":{"content":"hi"}}]}"#.to_vec();
+        let at = body.iter().position(|&b| b == b'\\').unwrap();
+        body.splice(at..at + 8, [0xff, 0xfe]);
+        let r = parse_response(&body, "m", "openai", 1.0).unwrap();
+        assert_eq!(r.content, "hi");
+        // In the content it is a decode error.
+        let mut body = br#"{"choices":[{"message":{"content":"h?"}}]}"#.to_vec();
+        let at = body.iter().position(|&b| b == b'?').unwrap();
+        body[at] = 0xff;
+        let e = parse_response(&body, "m", "openai", 1.0).unwrap_err();
+        assert!(matches!(e, LlmError::Decode { .. }), "{e}");
     }
 
     #[test]

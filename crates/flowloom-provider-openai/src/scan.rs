@@ -703,6 +703,24 @@ mod tests {
         assert!(serde_json::from_str::<WireResponse<'_>>(&deep).is_ok());
     }
 
+    /// The word-wise scan finds a quote, backslash or control character at any offset, in
+    /// kept and in skipped strings, short and long.
+    #[test]
+    fn special_characters_are_found_at_every_offset() {
+        for len in 0..40 {
+            for special in ["\\\"", "\\n", "\\u00e9", "\u{1}", "é", "\\\\"] {
+                for at in 0..=len {
+                    let text = format!("{}{special}{}", "a".repeat(at), "b".repeat(len - at));
+                    let body = format!(
+                        r#"{{"id":"{text}","skipped":"{text}","choices":[{{"message":{{"content":"{text}"}}}}]}}"#
+                    );
+                    let taken = check(&body);
+                    assert_eq!(taken, special != "\u{1}", "{body}");
+                }
+            }
+        }
+    }
+
     /// Small random edits of the bodies above: whatever the fast reader takes, `serde_json`
     /// reads the same way.
     #[test]
