@@ -8,8 +8,8 @@
 //!
 //! The server and the clients run on separate single-worker runtimes (one core each, as far
 //! as the machine allows). Each measurement runs until 20,000 requests or 5 seconds, whichever
-//! comes first, after a warm-up; raw and provider runs alternate three times per level and the
-//! better run of each is kept, to damp the noise of a shared machine. `cpu µs` is the client
+//! comes first, after a warm-up; raw and provider runs alternate five times per level and the
+//! best run of each is kept, to damp the noise of a shared machine. `cpu µs` is the client
 //! runtime thread's CPU time per call (from `/proc`, 10 ms resolution over the run), which a
 //! busy machine disturbs less than throughput. Target: the provider reaches ≥ 0.9 of raw
 //! throughput.
@@ -36,7 +36,7 @@ const MAX_REQUESTS: usize = 20_000;
 const MAX_TIME: Duration = Duration::from_secs(5);
 const KEY: &str = "sk-bench";
 /// Alternating raw/provider rounds per level; the best run of each is kept.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy)]
 struct Figures {

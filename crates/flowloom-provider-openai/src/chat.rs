@@ -367,6 +367,26 @@ pub(crate) struct WireResponse<'a> {
     pub(crate) usage: Option<WireUsage>,
 }
 
+/// What is kept of a chat completion body: its first choice only.
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) struct Completion<'a> {
+    pub(crate) id: Option<String>,
+    pub(crate) model: Option<Cow<'a, str>>,
+    pub(crate) choice: Option<WireChoice<'a>>,
+    pub(crate) usage: Option<WireUsage>,
+}
+
+impl<'a> From<WireResponse<'a>> for Completion<'a> {
+    fn from(w: WireResponse<'a>) -> Self {
+        Completion {
+            id: w.id,
+            model: w.model,
+            choice: w.choices.into_iter().next(),
+            usage: w.usage,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct WireChoice<'a> {
@@ -414,11 +434,12 @@ pub(crate) fn parse_response(
     latency_ms: f64,
 ) -> Result<LlmResponse, LlmError> {
     // The fast reader takes the usual bodies; whatever it leaves goes to `serde_json`.
-    let wire: Result<WireResponse<'_>, serde_json::Error> = match std::str::from_utf8(body) {
-        Ok(text) => {
-            crate::scan::chat_completion(text).map_or_else(|| serde_json::from_str(text), Ok)
-        }
-        Err(_) => serde_json::from_slice(body),
+    let wire: Result<Completion<'_>, serde_json::Error> = match std::str::from_utf8(body) {
+        Ok(text) => crate::scan::chat_completion(text).map_or_else(
+            || serde_json::from_str::<WireResponse<'_>>(text).map(Completion::from),
+            Ok,
+        ),
+        Err(_) => serde_json::from_slice::<WireResponse<'_>>(body).map(Completion::from),
     };
     let wire = wire.map_err(|e| {
         crate::error::decode_error(
@@ -428,7 +449,7 @@ pub(crate) fn parse_response(
             body,
         )
     })?;
-    let Some(choice) = wire.choices.into_iter().next() else {
+    let Some(choice) = wire.choice else {
         return Err(crate::error::decode_error(
             provider,
             "the chat completion has no choices",

@@ -1,6 +1,6 @@
 //! A fast reader for the usual shape of a `chat.completion` body.
 //!
-//! It reads the JSON text once, keeps only the fields [`WireResponse`] holds and skips the rest
+//! It reads the JSON text once, keeps only the fields [`Completion`] holds and skips the rest
 //! (checking that it is valid JSON), which costs a fraction of the general `serde_json` path.
 //! It never decides anything on its own: on whatever it does not handle (an unknown type for a
 //! kept field, a duplicate field, deep nesting, a malformed number or escape...) it gives up
@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use crate::chat::{
-    CompletionDetails, PromptDetails, WireChoice, WireFunction, WireMessageOut, WireResponse,
+    Completion, CompletionDetails, PromptDetails, WireChoice, WireFunction, WireMessageOut,
     WireToolCall, WireUsage,
 };
 
@@ -19,7 +19,7 @@ use crate::chat::{
 const MAX_DEPTH: u32 = 64;
 
 /// Reads a chat completion body, or gives up (`None`) and leaves it to `serde_json`.
-pub(crate) fn chat_completion(text: &str) -> Option<WireResponse<'_>> {
+pub(crate) fn chat_completion(text: &str) -> Option<Completion<'_>> {
     let mut p = Scanner {
         text,
         bytes: text.as_bytes(),
@@ -42,10 +42,10 @@ pub(crate) fn chat_completion(text: &str) -> Option<WireResponse<'_>> {
     if p.pos != p.bytes.len() {
         return None;
     }
-    Some(WireResponse {
+    Some(Completion {
         id: id.flatten(),
         model: model.flatten(),
-        choices: choices.unwrap_or_default(),
+        choice: choices.flatten(),
         usage: usage.flatten(),
     })
 }
@@ -436,14 +436,18 @@ impl<'a> Scanner<'a> {
         self.string().map(Cow::into_owned)
     }
 
-    fn choices(&mut self) -> Option<Vec<WireChoice<'a>>> {
+    /// The first of the choices (all are read and checked, as `serde` reads them).
+    fn choices(&mut self) -> Option<Option<WireChoice<'a>>> {
         self.open(b'[')?;
-        let mut out = Vec::new();
+        let mut first = None;
         self.elements(|p| {
-            out.push(p.choice()?);
+            let choice = p.choice()?;
+            if first.is_none() {
+                first = Some(choice);
+            }
             Some(())
         })?;
-        Some(out)
+        Some(first)
     }
 
     fn choice(&mut self) -> Option<WireChoice<'a>> {
@@ -579,12 +583,13 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::WireResponse;
 
     /// The fast reader's rule: a `Some` is exactly what `serde_json` gives, and whatever
     /// `serde_json` refuses is `None`. Returns whether the fast reader took the body.
     fn check(text: &str) -> bool {
         let fast = chat_completion(text);
-        let slow: Result<WireResponse<'_>, _> = serde_json::from_str(text);
+        let slow = serde_json::from_str::<WireResponse<'_>>(text).map(Completion::from);
         match (&fast, &slow) {
             (Some(f), Ok(s)) => assert_eq!(f, s, "{text}"),
             (Some(f), Err(e)) => panic!("took what serde_json refuses ({e}): {text}\n{f:?}"),
@@ -636,6 +641,8 @@ mod tests {
         r#"{"choices":{}}"#,
         r#"{"choices":[["x"]]}"#,
         r#"{"choices":[{"message":"x"}]}"#,
+        r#"{"choices":[{},{"message":5}]}"#,
+        r#"{"choices":[{"message":{"content":"a"}},{"finish_reason":1}]}"#,
         r#"{"choices":[{"message":{"content":5}}]}"#,
         r#"{"choices":[{"message":{"tool_calls":null}}]}"#,
         r#"{"choices":[{"message":{"tool_calls":[{"id":"c"}]}}]}"#,
