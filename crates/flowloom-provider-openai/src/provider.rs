@@ -403,42 +403,56 @@ impl Inner {
         Ok((body, req.model))
     }
 
-    /// Sends a prepared chat request and reads the answer, within the request timeout.
-    async fn send_chat(
+    /// Sends a prepared chat request and reads the answer, within the request timeout if
+    /// one is set.
+    fn send_chat(
         self: Arc<Self>,
         body: Vec<u8>,
         model: String,
+    ) -> BoxFuture<Result<LlmResponse, LlmError>> {
+        // Two shapes of the call: without a limit it carries no timer at all.
+        match self.config.request_timeout {
+            None => Box::pin(self.exchange(body, model, std::future::pending)),
+            Some(limit) => Box::pin(self.exchange(body, model, move || tokio::time::sleep(limit))),
+        }
+    }
+
+    /// Posts `body` and reads the answer; the call times out when the future `expiry`
+    /// makes (in the call, so within its runtime) completes first.
+    async fn exchange<E: Future<Output = ()> + Send>(
+        self: Arc<Self>,
+        body: Vec<u8>,
+        model: String,
+        expiry: impl FnOnce() -> E + Send,
     ) -> Result<LlmResponse, LlmError> {
         let started = Instant::now();
-        // One timer bounds the whole exchange. It is polled beside each step rather than
+        // One expiry bounds the whole exchange. It is polled beside each step rather than
         // wrapped around them, so the steps' futures stay where they are made.
-        let mut deadline = pin!(self.config.request_timeout.map(tokio::time::sleep));
+        let mut expiry = pin!(expiry());
         let res = {
             let post = pin!(self.post(&self.chat_url, body, &model, started, false, false));
-            self.bounded(post, deadline.as_mut(), started).await?
+            self.bounded(post, expiry.as_mut(), started).await?
         };
         let bytes = {
             let read = pin!(self.read_body(res, started));
-            self.bounded(read, deadline.as_mut(), started).await?
+            self.bounded(read, expiry.as_mut(), started).await?
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         parse_response(&bytes, &model, self.provider(), latency_ms)
     }
 
-    /// Polls `step` until it ends, or until `deadline` (if any) passes, which is a timeout.
+    /// Polls `step` until it ends, or until `expiry` completes, which is a timeout.
     fn bounded<'a, T>(
         &'a self,
         mut step: Pin<&'a mut impl Future<Output = Result<T, LlmError>>>,
-        mut deadline: Pin<&'a mut Option<tokio::time::Sleep>>,
+        mut expiry: Pin<&'a mut impl Future<Output = ()>>,
         started: Instant,
     ) -> impl Future<Output = Result<T, LlmError>> + 'a {
         std::future::poll_fn(move |cx| {
             if let Poll::Ready(out) = step.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            if let Some(sleep) = deadline.as_mut().as_pin_mut()
-                && sleep.poll(cx).is_ready()
-            {
+            if expiry.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(LlmError::Timeout {
                     provider: self.provider().to_owned(),
                     elapsed: started.elapsed(),
@@ -598,7 +612,7 @@ impl Service<LlmRequest> for OpenAiProvider {
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         match self.inner.prepare_chat(req) {
-            Ok((body, model)) => Box::pin(Arc::clone(&self.inner).send_chat(body, model)),
+            Ok((body, model)) => Arc::clone(&self.inner).send_chat(body, model),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
