@@ -384,14 +384,27 @@ impl Inner {
         }
     }
 
+    /// The whole body. Read chunk by chunk: an answer in one chunk (the usual case) is
+    /// taken as it is, and the future is smaller than `Response::bytes`'s.
     async fn read_body(
         &self,
-        res: reqwest::Response,
+        mut res: reqwest::Response,
         started: Instant,
     ) -> Result<bytes::Bytes, LlmError> {
-        res.bytes()
-            .await
-            .map_err(|e| from_reqwest(self.provider(), &e, started.elapsed()))
+        let failed = |e: reqwest::Error| from_reqwest(self.provider(), &e, started.elapsed());
+        let Some(first) = res.chunk().await.map_err(failed)? else {
+            return Ok(bytes::Bytes::new());
+        };
+        let Some(second) = res.chunk().await.map_err(failed)? else {
+            return Ok(first);
+        };
+        let mut all = Vec::with_capacity(first.len() + second.len());
+        all.extend_from_slice(&first);
+        all.extend_from_slice(&second);
+        while let Some(more) = res.chunk().await.map_err(failed)? {
+            all.extend_from_slice(&more);
+        }
+        Ok(all.into())
     }
 
     /// Checks and encodes a chat request: the body to send and the model asked for. Done

@@ -124,6 +124,21 @@ async fn chat_success_maps_content_usage_finish_id_latency_and_sends_headers() {
 }
 
 #[tokio::test]
+async fn an_answer_arriving_in_several_chunks_is_read_whole() {
+    let server = MockOpenAiServer::start().await.unwrap();
+    let body = r#"{"id":"c9","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"split in three"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6}}"#;
+    let (a, rest) = body.split_at(40);
+    let (b, c) = rest.split_at(70);
+    server.push_fault(Fault::sse([a, b, c]));
+    let res = chat(&provider(&server), LlmRequest::new("m", "x"))
+        .await
+        .unwrap();
+    assert_eq!(res.content, "split in three");
+    assert_eq!(res.response_id.as_deref(), Some("c9"));
+    assert_eq!(res.usage.unwrap().total_tokens, 6);
+}
+
+#[tokio::test]
 async fn reasoning_models_get_max_completion_tokens_and_no_temperature_on_the_wire() {
     let server = MockOpenAiServer::start().await.unwrap();
     let p = provider(&server);
