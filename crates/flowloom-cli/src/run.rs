@@ -119,9 +119,16 @@ fn openai_client(
             b = b.project(p);
         }
     }
+    // A command someone waits on must not hang on a server that accepts and never answers:
+    // each HTTP request is bounded (the library itself imposes no limit).
+    b = b.request_timeout(CLI_REQUEST_TIMEOUT);
     b.build()
         .map_err(|e| CliError::Providers(format!("provider `{provider}`: {e}")))
 }
+
+/// The most time one HTTP request to a provider may take in `flowloom run` (a whole answer,
+/// streamed or not); the run's own `--timeout` bounds the run.
+const CLI_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Logs to standard error: `FLOWLOOM_LOG_LEVEL` (default WARN here, so progress stays
 /// readable), `FLOWLOOM_LOG_FORMAT`, with every key in use redacted.
