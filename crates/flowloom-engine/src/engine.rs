@@ -12,7 +12,6 @@ use flowloom_core::{
     LlmService, WorkflowResult,
 };
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -117,7 +116,7 @@ pub(crate) struct EngineInner {
     pub(crate) default_embedder: Option<String>,
     pub(crate) config: FrameworkConfig,
     pub(crate) max_steps: usize,
-    pub(crate) runs: Arc<Semaphore>,
+    pub(crate) runs: crate::limit::RunLimiter,
     pub(crate) max_runs: usize,
     pub(crate) overflow: OverflowPolicy,
     pub(crate) hooks: Vec<Arc<dyn Hooks>>,
@@ -348,7 +347,7 @@ impl EngineBuilder {
                 expected: "at least 1",
             });
         }
-        if self.max_runs == 0 || self.max_runs > Semaphore::MAX_PERMITS {
+        if self.max_runs == 0 {
             return Err(BuildError::InvalidSetting {
                 setting: "max_runs_in_flight",
                 value: self.max_runs.to_string(),
@@ -446,7 +445,7 @@ impl EngineBuilder {
             default_embedder,
             config: self.config,
             max_steps: self.max_steps,
-            runs: Arc::new(Semaphore::new(self.max_runs)),
+            runs: crate::limit::RunLimiter::new(self.max_runs),
             max_runs: self.max_runs,
             overflow: self.overflow,
             hooks: self.hooks,
@@ -666,7 +665,7 @@ impl Engine {
 
     /// Runs in flight now.
     pub fn runs_in_flight(&self) -> usize {
-        self.0.max_runs - self.0.runs.available_permits()
+        self.0.runs.in_flight()
     }
 }
 

@@ -138,28 +138,31 @@ pub(crate) async fn run_top(
     let inner = &engine.0;
     let _permit = match inner.overflow {
         OverflowPolicy::Reject => match inner.runs.try_acquire() {
-            Ok(p) => p,
-            Err(_) => {
+            Some(slot) => slot,
+            None => {
                 return Err(RunError::AtCapacity {
                     limit: inner.max_runs,
                 });
             }
         },
-        OverflowPolicy::Wait => {
-            let acquire = inner.runs.acquire();
-            let res = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, acquire).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(RunError::QueueTimeout {
-                            waited: started.elapsed(),
-                        });
-                    }
-                },
-                None => acquire.await,
-            };
-            res.map_err(|_| RunError::Runtime("the engine's run limiter was closed".to_owned()))?
-        }
+        // A free slot is taken at once, without a timer; only a run that must wait gets one.
+        OverflowPolicy::Wait => match inner.runs.try_acquire() {
+            Some(slot) => slot,
+            None => {
+                let acquire = inner.runs.acquire();
+                match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, acquire).await {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            return Err(RunError::QueueTimeout {
+                                waited: started.elapsed(),
+                            });
+                        }
+                    },
+                    None => acquire.await,
+                }
+            }
+        },
     };
     let cancellable = opts.cancel.is_some() || wf.0.observes_cancel;
     let cancel = match opts.cancel {

@@ -51,6 +51,7 @@ pub mod error;
 mod exec;
 pub mod handle;
 pub mod hooks;
+mod limit;
 pub mod plugin;
 mod template;
 pub mod workflow;
