@@ -303,7 +303,10 @@ impl EngineBuilder {
         self
     }
 
-    /// The most runs in flight on this engine (default 10,000), and what happens past it.
+    /// The most runs in flight on this engine (default 10,000), and what happens past it:
+    /// [`OverflowPolicy::Wait`] makes a new run wait for a slot (its timeout counts the wait;
+    /// a freed slot wakes one waiting run, though a run arriving then may take it first),
+    /// [`OverflowPolicy::Reject`] refuses it with [`RunError::AtCapacity`].
     #[must_use]
     pub fn max_runs_in_flight(mut self, n: usize, policy: OverflowPolicy) -> Self {
         self.max_runs = n;
