@@ -25,7 +25,10 @@ use flowloom_core::TokenUsage;
 
 use super::model::Threshold;
 
-/// Normalizes an answer by the rule in the [module docs](self).
+/// Normalizes an answer so that agreeing answers compare equal: its first non-empty line,
+/// with Markdown emphasis and quoting characters (`*`, `_`, `` ` ``, `"`, `'`, `#`, `>`)
+/// removed from both ends, lower-cased, runs of whitespace collapsed into one space, and
+/// trailing punctuation (`.`, `!`, `?`, `,`, `;`, `:`) removed.
 ///
 /// ```
 /// use flowloom_engine::yaml::normalize_answer;
