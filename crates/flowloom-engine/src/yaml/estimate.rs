@@ -3,7 +3,7 @@
 //!
 //! The rule, per model call the file makes:
 //! - prompt tokens: the prompt template's text counted with the tokenizer, where `{{ input }}`,
-//!   `{{ env.X }}` and `--var` values are counted as given, and an earlier step's output
+//!   `{{ env.X }}` and the variables given (`--var` on the command line) are counted as they are, and an earlier step's output
 //!   (`{{ draft }}`, `{{ steps.draft.output }}`) as that step's completion limit (an upper
 //!   bound); other expressions count as nothing. Plus 7 tokens of chat framing per call.
 //! - completion tokens: at most the call's effective `max_tokens` (the model default, 1024,
@@ -22,6 +22,7 @@
 //! The cost is given as a range: the prompt alone (no answer at all), each call made as few
 //! times as it can be, up to every answer using its whole `max_tokens`, each call made as many
 //! times as it can be.
+//!
 //! ```
 //! use flowloom_engine::yaml::{self, estimate};
 //! use flowloom_observability::cost::PriceTable;
