@@ -353,6 +353,7 @@ fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
     let total_runs = f64::from(runs + WARMUP) * rounds as f64;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let mut verdicts = Vec::new();
+    let mut bench_lines = Vec::new();
     for (i, s) in setups.iter().enumerate() {
         let (m, c) = (walls[i], cpus[i]);
         let added = us(m) - us(floor);
@@ -373,6 +374,14 @@ fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
             counting[i].0.0.load(Ordering::Relaxed) as f64 / total_runs,
         );
         if matches!(s, Setup::JsonLogs | Setup::Accounting | Setup::All) {
+            // One line per figure for `cargo xtask bench`: time per run, ratio to "off".
+            bench_lines.push(format!(
+                "BENCH observability_{}_{}ms {:.2} us/run ratio={:.3}",
+                s.key(),
+                latency_ms,
+                us(m),
+                us(m) / us(floor)
+            ));
             let ok = pct <= TARGET_ADDED * 100.0;
             verdicts.push(format!(
                 "{} {:+.1}% ({})",
@@ -392,6 +401,9 @@ fn table(setups: &[Setup], latency_ms: u64, runs: u32) {
         },
         verdicts.join(", ")
     );
+    for l in bench_lines {
+        println!("{l}");
+    }
 }
 
 /// The accounting layer alone, around a service that answers at once: nanoseconds per call
