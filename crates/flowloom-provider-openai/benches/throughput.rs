@@ -275,15 +275,25 @@ fn main() {
         let _ = (r.count, f.count);
     };
     let mut worst: f64 = f64::INFINITY;
+    let mut bench_lines = Vec::new();
     for concurrency in [1usize, 64, 256] {
         let (r, f) = compare(concurrency, &provider);
         worst = worst.min(f.rps / r.rps);
         row(&concurrency.to_string(), r, f);
+        // For `cargo xtask bench`: the provider's throughput, over raw reqwest's.
+        bench_lines.push(format!(
+            "BENCH openai_chat_c{concurrency} {:.0} req/s ratio={:.3}",
+            f.rps,
+            f.rps / r.rps
+        ));
     }
     println!(
         "\nlowest provider/raw throughput ratio: {worst:.2} (target ≥ 0.90){}",
         if worst >= 0.9 { "" } else { "  BELOW TARGET" }
     );
+    for l in bench_lines {
+        println!("{l}");
+    }
 
     // For reference (not part of the target): the cost of a per-call timer, with the
     // provider given a request timeout the raw client does not have.
