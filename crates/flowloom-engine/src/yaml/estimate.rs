@@ -41,7 +41,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use flowloom_core::DEFAULT_MAX_TOKENS;
 use flowloom_observability::cost::{Cost, Money, PriceTable};
@@ -631,14 +631,10 @@ impl Estimator<'_> {
     }
 }
 
-/// A file named by a workflow (by `what`): beside the workflow file first, then as given.
+/// A file named by a workflow (by `what`), relative to the workflow file's directory, as the
+/// run reads it.
 fn read_beside(wf: &LoadedWorkflow, f: &str, what: String) -> Result<String, EstimateError> {
-    let p = wf.base_dir().join(f);
-    let path = if p.is_file() {
-        p
-    } else {
-        Path::new(f).to_path_buf()
-    };
+    let path = wf.base_dir().join(f);
     std::fs::read_to_string(&path).map_err(|source| EstimateError::Read { what, path, source })
 }
 
@@ -739,7 +735,7 @@ steps:
     }
 
     fn fixture_set(name: &str) -> WorkflowSet {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/workflows")
             .join(name);
         WorkflowSet::load(p).unwrap()
