@@ -5,10 +5,20 @@
 
 use std::path::Path;
 
+use flowloom_core::WorkflowResult;
 use flowloom_core::{StepStatus, WorkflowStatus};
-use flowloom_engine::Engine;
 use flowloom_engine::yaml::{self, Library, WorkflowSet};
+use flowloom_engine::{Engine, RunError};
 use flowloom_provider_mock::MockProvider;
+
+/// Runs the set's root workflow on an engine whose one provider, `mock`, is `mock`.
+async fn run_on(s: &WorkflowSet, mock: MockProvider) -> Result<WorkflowResult, RunError> {
+    let engine = s
+        .register(Engine::builder().provider("mock", mock))
+        .build()
+        .unwrap();
+    engine.run_named(s.root_name(), s.run_options("")).await
+}
 
 fn set(text: &str) -> WorkflowSet {
     let wf = yaml::load_str(text).unwrap_or_else(|e| panic!("{e}"));
@@ -41,12 +51,7 @@ async fn on_error_continue_and_on_failure_decide_whether_the_run_goes_on() {
         "{HEAD}execution:\n  provider: mock\n  model: m\n  on_error: continue\nsteps:\n  - {{name: a, run: boom}}\n  - {{name: b, run: fine}}\n"
     );
     let s = set(&text);
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let r = run_on(&s, MockProvider::from_yaml_str(script).unwrap())
         .await
         .unwrap();
     assert_eq!(r.step("a").unwrap().status, StepStatus::Failed);
@@ -56,12 +61,7 @@ async fn on_error_continue_and_on_failure_decide_whether_the_run_goes_on() {
         "{name: a, run: boom}",
         "{name: a, run: boom, on_failure: fail}",
     ));
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
-        .build()
-        .unwrap();
-    let err = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let err = run_on(&s, MockProvider::from_yaml_str(script).unwrap())
         .await
         .unwrap_err();
     assert_eq!(err.result().unwrap().status, WorkflowStatus::Failed);
@@ -72,12 +72,7 @@ async fn on_error_continue_and_on_failure_decide_whether_the_run_goes_on() {
         "{name: a, run: boom}",
         "{name: a, run: boom, on_failure: continue}",
     ));
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let r = run_on(&s, MockProvider::from_yaml_str(script).unwrap())
         .await
         .unwrap();
     assert_eq!(r.step_output("b"), Some("fine"));
@@ -90,13 +85,8 @@ async fn step_timeouts_come_from_execution_or_the_step() {
         "{HEAD}execution:\n  provider: mock\n  model: m\n  timeout: 5m\nsteps:\n  - {{name: a, run: quick}}\n  - {{name: b, timeout: 30s, run: slow}}\n"
     );
     let s = set(&text);
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(slow).unwrap()))
-        .build()
-        .unwrap();
     let started = tokio::time::Instant::now();
-    let err = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let err = run_on(&s, MockProvider::from_yaml_str(slow).unwrap())
         .await
         .unwrap_err();
     let b = err.result().unwrap().step("b").unwrap().clone();
@@ -113,12 +103,7 @@ async fn workflow_timeout_ends_the_run_as_timeout() {
     );
     let s = set(&text);
     assert_eq!(s.workflow_timeout().unwrap().as_secs(), 120);
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(slow).unwrap()))
-        .build()
-        .unwrap();
-    let err = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let err = run_on(&s, MockProvider::from_yaml_str(slow).unwrap())
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
@@ -130,14 +115,7 @@ async fn if_expressions_are_evaluated_not_truthy_strings() {
         "{HEAD}execution:\n  provider: mock\n  model: m\nsteps:\n  - {{name: check, run: \"NO\"}}\n  - name: fix\n    needs: [check]\n    if: \"check == 'YES'\"\n    run: fix it\n  - name: report\n    needs: [check]\n    if: \"{{{{ check | lower == 'no' }}}}\"\n    run: report\n"
     );
     let s = set(&text);
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::echo()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
-        .await
-        .unwrap();
+    let r = run_on(&s, MockProvider::echo()).await.unwrap();
     assert_eq!(
         r.step("fix").unwrap().status,
         StepStatus::Skipped,
@@ -153,14 +131,7 @@ async fn an_unregistered_provider_fails_before_anything_runs() {
     );
     let s = set(&text);
     let m = MockProvider::echo();
-    let engine = s
-        .register(Engine::builder().provider("mock", m.clone()))
-        .build()
-        .unwrap();
-    let err = engine
-        .run_named(s.root_name(), s.run_options(""))
-        .await
-        .unwrap_err();
+    let err = run_on(&s, m.clone()).await.unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
     assert_eq!(m.request_count(), 0, "nothing ran");
 }
@@ -171,14 +142,7 @@ async fn env_values_of_any_scalar_type_are_text() {
         "{HEAD}execution:\n  provider: mock\n  model: m\nenv:\n  PORT: 8080\n  DEBUG: true\n  NAME: api\nsteps:\n  - {{name: a, run: \"{{{{ env.NAME }}}}:{{{{ env.PORT }}}} debug={{{{ env.DEBUG }}}}\"}}\n"
     );
     let s = set(&text);
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::echo()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
-        .await
-        .unwrap();
+    let r = run_on(&s, MockProvider::echo()).await.unwrap();
     assert_eq!(r.output_text(), Some("api:8080 debug=true"));
 }
 
@@ -202,14 +166,7 @@ async fn loop_retries_never_pass_max_iterations() {
     let script = "rules:\n  - match: \"^boom\"\n    error: invalid_request\n";
     let s = loop_set("retry");
     let m = MockProvider::from_yaml_str(script).unwrap();
-    let engine = s
-        .register(Engine::builder().provider("mock", m.clone()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
-        .await
-        .unwrap();
+    let r = run_on(&s, m.clone()).await.unwrap();
     let out = r.step("again").unwrap().output.clone().unwrap();
     assert_eq!(out["iterations"], 3);
     assert_eq!(out["failures"], 3);
@@ -230,12 +187,7 @@ async fn loop_retries_never_pass_max_iterations() {
     );
     // `fail` stops at the first failed iteration, naming it.
     let s = loop_set("fail");
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(script).unwrap()))
-        .build()
-        .unwrap();
-    let err = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let err = run_on(&s, MockProvider::from_yaml_str(script).unwrap())
         .await
         .unwrap_err();
     let msg = err
@@ -359,14 +311,7 @@ loops:
     )
     .unwrap();
     let s = WorkflowSet::from_library(root, &lib).unwrap();
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::echo()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
-        .await
-        .unwrap();
+    let r = run_on(&s, MockProvider::echo()).await.unwrap();
     let want = format!("got {PKG}/from-file");
     assert_eq!(
         r.step("each").unwrap().output.clone().unwrap(),
@@ -446,14 +391,7 @@ async fn logging_and_no_color_are_accepted_and_change_nothing() {
     );
     let (plain, quiet) = (set(&base), set(&with));
     for s in [&plain, &quiet] {
-        let engine = s
-            .register(Engine::builder().provider("mock", MockProvider::echo()))
-            .build()
-            .unwrap();
-        let r = engine
-            .run_named(s.root_name(), s.run_options(""))
-            .await
-            .unwrap();
+        let r = run_on(s, MockProvider::echo()).await.unwrap();
         assert_eq!(r.output_text(), Some("hi"));
     }
     // Still validated: a bad value is an error naming the field.
@@ -504,12 +442,7 @@ async fn steps_have_no_time_limit_unless_set_but_consensus_defaults_to_60s() {
         "{HEAD}execution:\n  provider: mock\n  model: m\n  on_error: continue\nsteps:\n  - {{name: a, run: slow}}\n  - name: v\n    consensus:\n      prompt: slow vote\n      executions:\n        - {{provider: mock, model: x}}\n        - {{provider: mock, model: y}}\n      require: majority\n"
     );
     let s = set(&text);
-    let engine = s
-        .register(Engine::builder().provider("mock", MockProvider::from_yaml_str(slow).unwrap()))
-        .build()
-        .unwrap();
-    let r = engine
-        .run_named(s.root_name(), s.run_options(""))
+    let r = run_on(&s, MockProvider::from_yaml_str(slow).unwrap())
         .await
         .unwrap();
     assert_eq!(r.step_output("a"), Some("late"), "two minutes, no limit");
